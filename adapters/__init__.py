@@ -1,0 +1,1 @@
+"""Helpdesk adapters; each one is registered under the ``connector.adapters`` entry-point group."""

@@ -1,0 +1,198 @@
+"""What every helpdesk adapter is: normalised records, capabilities, settings and the base class.
+
+An adapter translates one helpdesk's API into the few calls the engine needs. It knows nothing of
+Uppzy or of the store: it reports tickets and messages, posts a note or draft, and says whether a
+ticket is resolved. Retries, timeouts and rate-limit handling come from ``connector.http``, so an
+adapter only describes its vendor's quirks.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from connector.durations import Duration
+from connector.http import CallObserver, HttpClient, RetryPolicy, Timeouts
+
+log = logging.getLogger(__name__)
+
+
+class Role(StrEnum):
+    """Who wrote a message, as far as answering is concerned."""
+
+    CUSTOMER = "customer"
+    AGENT = "agent"
+    SYSTEM = "system"  # triggers, automations, line items, status events
+
+
+@dataclass(frozen=True)
+class Message:
+    """One entry of a ticket's conversation. ``body`` is clean plain text."""
+
+    external_id: str
+    ticket_id: str
+    created_at: datetime
+    role: Role
+    public: bool
+    body: str
+    author_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A ticket as the engine needs it; ``resolved`` already accounts for custom statuses."""
+
+    external_id: str
+    status: str
+    resolved: bool
+    updated_at: datetime | None = None
+    subject: str | None = None
+    requester_id: str | None = None
+    requester_email: str | None = None
+    channel: str | None = None
+    tags: frozenset[str] = field(default_factory=frozenset)
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """One page of changed tickets and the cursor that resumes right after it.
+
+    ``more`` is True while the helpdesk has further pages now; the engine stores each page and its
+    cursor in one transaction before it asks for the next.
+    """
+
+    tickets: list[Ticket]
+    cursor: str
+    more: bool
+
+
+@dataclass(frozen=True)
+class Posted:
+    """Where our text landed: a real draft reply, or an internal note."""
+
+    external_id: str
+    kind: Literal["draft", "note"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an adapter can do; shown by ``connector adapters``."""
+
+    drafts: bool  # True: real drafts an agent sends; False: internal notes
+    webhook: str | None = None  # the push-signature scheme, when the helpdesk has one
+
+
+class AdapterSettings(BaseModel):
+    """Settings every adapter accepts; subclasses add ``auth`` and their own filters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    type: str
+    url: str
+    poll_interval: Duration = 30.0
+    site_id: str | None = None
+    start_from: Duration = Field(
+        default=300.0,
+        description="On first start, how far back (seconds) to look for changes.",
+    )
+    timeout: Duration = 30.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class Adapter(ABC):
+    """Base of every helpdesk adapter.
+
+    Subclasses set ``type_name``, ``capabilities``, ``settings_model`` and ``simulator`` (the
+    dotted path of their simulator class, served by ``connector sandbox``), and implement the
+    abstract methods. Every method may raise the typed errors of ``connector.errors``; the engine
+    decides what they mean for the work item.
+    """
+
+    type_name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    settings_model: ClassVar[type[AdapterSettings]] = AdapterSettings
+    simulator: ClassVar[str | None] = None
+
+    def __init__(self, settings: AdapterSettings, *, observer: CallObserver | None = None) -> None:
+        self.settings = settings
+        self.http = self.make_http(observer)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def make_http(self, observer: CallObserver | None) -> HttpClient:
+        """The client for this helpdesk; override ``api_base``/``auth_headers`` rather than this."""
+        return HttpClient(
+            self.api_base(),
+            name=self.name,
+            timeouts=Timeouts(connect=5.0, read=self.settings.timeout),
+            retry=RetryPolicy(),
+            auth_headers=self.auth_headers,
+            on_auth_failure=self.refresh_credentials,
+            observer=observer,
+        )
+
+    def api_base(self) -> str:
+        return self.settings.url
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate one request; called before every attempt."""
+        return {}
+
+    def refresh_credentials(self) -> bool:
+        """Called once on a 401; return True if new credentials are worth one more try."""
+        return False
+
+    @abstractmethod
+    def check(self) -> str:
+        """The cheapest authenticated read; returns a short safe description (e.g. the user)."""
+
+    @abstractmethod
+    def poll_changes(self, cursor: str | None, start_from: datetime) -> ChangePage:
+        """One page of tickets changed since ``cursor`` (or since ``start_from`` when None)."""
+
+    @abstractmethod
+    def get_ticket(self, ticket_id: str) -> Ticket:
+        """The ticket's current state (after a webhook, or to re-check before posting)."""
+
+    @abstractmethod
+    def list_messages(self, ticket: Ticket) -> list[Message]:
+        """The whole conversation, oldest first, with roles and visibility resolved."""
+
+    @abstractmethod
+    def post_draft(self, ticket_id: str, text: str) -> Posted:
+        """Post ``text`` (plain text, markers included) as a draft or internal note."""
+
+    def find_posted(self, ticket: Ticket, marker: str) -> str | None:
+        """Id of a message of ours carrying ``marker``, for reconciliation after a crash."""
+        for message in self.list_messages(ticket):
+            if marker in message.body:
+                return message.external_id
+        return None
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def secret_value(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty dict: vendors omit or null sections."""
+    return value if isinstance(value, dict) else {}

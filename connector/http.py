@@ -1,0 +1,319 @@
+"""The one HTTP client every remote call goes through.
+
+It owns what every integration gets wrong once: timeouts on every call, classification of
+failures into typed errors, bounded retries with jittered exponential backoff that honour
+``Retry-After``, the rule that a non-idempotent call is repeated only when the server provably
+never saw it, and the rule that secrets and customer text never reach a log line.
+
+Long waits are not slept here: when the server asks for more than ``max_inline_wait`` seconds the
+error is raised with ``retry_after`` set, so the engine can park the work item and move on.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
+
+from connector import __version__
+from connector.errors import (
+    MalformedResponse,
+    RateLimited,
+    RemoteError,
+    TransportError,
+    error_for_status,
+)
+from connector.redact import redact
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"uppzy-helpdesk-connector/{__version__}"
+
+CallObserver = Callable[[str, str, str, float], None]
+"""Called after every attempt with (client name, endpoint label, outcome, seconds).
+
+The outcome is the status code as text ("200", "429") or "timeout"/"transport"."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many times, and how patiently, a call is repeated inline."""
+
+    attempts: int = 4
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    max_inline_wait: float = 5.0
+
+    def backoff(self, attempt: int) -> float:
+        """Full-jitter exponential backoff for the given 1-based attempt number."""
+        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 5.0
+    read: float = 30.0
+
+
+@dataclass
+class Response:
+    """What callers need of a response: status, parsed JSON (or None), headers, raw text."""
+
+    status: int
+    data: Any
+    headers: Mapping[str, str]
+    text: str = field(repr=False, default="")
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+def _error_text(body: Any, text: str) -> str:
+    """The server's own reason, from the usual error shapes, shortened and redacted."""
+    detail: Any = None
+    if isinstance(body, dict):
+        for key in ("error", "message", "description", "errors", "detail", "title"):
+            if body.get(key):
+                detail = body[key]
+                break
+        if isinstance(detail, dict):
+            detail = detail.get("message") or detail.get("title") or json.dumps(detail)
+        elif isinstance(detail, list):
+            detail = "; ".join(
+                str(d.get("message", d)) if isinstance(d, dict) else str(d) for d in detail
+            )
+    elif isinstance(body, list) and body:
+        detail = "; ".join(str(x) for x in body)
+    if detail is None:
+        detail = text
+    return redact(" ".join(str(detail).split())[:300])
+
+
+class HttpClient:
+    """A ``requests`` session bound to one remote system.
+
+    ``auth_headers`` is called before every attempt so adapters with expiring tokens can refresh
+    them; ``on_auth_failure`` is called once on a 401 and may refresh credentials, after which the
+    request is tried once more.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        name: str,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth_headers: Callable[[], Mapping[str, str]] | None = None,
+        on_auth_failure: Callable[[], bool] | None = None,
+        retry_after_from: Callable[[requests.Response], float | None] | None = None,
+        observer: CallObserver | None = None,
+        pool_size: int = 16,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.name = name
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        self._auth_headers = auth_headers
+        self._on_auth_failure = on_auth_failure
+        self._retry_after_from = retry_after_from
+        self.observer = observer
+        self._sleep = sleep
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        if headers:
+            self.session.headers.update(headers)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        endpoint: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        read_timeout: float | None = None,
+        expect_json: bool = True,
+        ok_statuses: tuple[int, ...] = (),
+    ) -> Response:
+        """Send one logical request, retrying inline within the policy.
+
+        ``idempotent`` defaults to True for GET/HEAD/PUT/DELETE. A non-idempotent call is repeated
+        only on 429 (the server refused it, so nothing was created) and when the connection could
+        not even be opened.
+        """
+        label = endpoint or f"{method} {path.split('?')[0]}"
+        if idempotent is None:
+            idempotent = method.upper() in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
+        url = self.url(path)
+        timeout = (self.timeouts.connect, read_timeout or self.timeouts.read)
+        auth_retried = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._attempt(
+                    method, url, label, params, json_body, data, headers, timeout, expect_json,
+                    ok_statuses,
+                )
+            except RemoteError as exc:
+                if exc.status == 401 and self._on_auth_failure and not auth_retried:
+                    auth_retried = True
+                    if self._on_auth_failure():
+                        attempt -= 1
+                        continue
+                if not self._should_retry(exc, idempotent) or attempt >= self.retry.attempts:
+                    raise
+                delay = self.retry.backoff(attempt)
+                if exc.retry_after is not None:
+                    delay = max(delay, exc.retry_after)
+                if delay > self.retry.max_inline_wait:
+                    # Too long to hold a worker: the caller parks the item until then.
+                    exc.retry_after = delay
+                    raise
+                log.debug(
+                    "%s %s: %s, retry %d in %.2fs", self.name, label, type(exc).__name__,
+                    attempt, delay,
+                )
+                self._sleep(delay)
+
+    @staticmethod
+    def _should_retry(exc: RemoteError, idempotent: bool) -> bool:
+        if isinstance(exc, RateLimited):
+            return True
+        if isinstance(exc, TransportError) and not exc.sent:
+            return True
+        return idempotent and exc.retryable
+
+    def _attempt(
+        self,
+        method: str,
+        url: str,
+        label: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        timeout: tuple[float, float],
+        expect_json: bool,
+        ok_statuses: tuple[int, ...],
+    ) -> Response:
+        merged: dict[str, str] = {}
+        if self._auth_headers:
+            merged.update(self._auth_headers())
+        if headers:
+            merged.update(headers)
+        started = time.monotonic()
+        try:
+            resp = self.session.request(
+                method, url, params=params, json=json_body, data=data, headers=merged,
+                timeout=timeout, allow_redirects=False,
+            )
+        except requests.exceptions.ConnectTimeout as exc:
+            self._observe(label, "timeout", started)
+            raise TransportError(f"{self.name} {label}: connect timeout", sent=False,
+                                 endpoint=label) from exc
+        except requests.exceptions.Timeout as exc:
+            self._observe(label, "timeout", started)
+            raise TransportError(f"{self.name} {label}: read timeout", sent=True,
+                                 endpoint=label) from exc
+        except requests.exceptions.ConnectionError as exc:
+            self._observe(label, "transport", started)
+            sent = not _never_connected(exc)
+            raise TransportError(
+                f"{self.name} {label}: connection {'lost' if sent else 'refused'}", sent=sent,
+                endpoint=label,
+            ) from exc
+        elapsed = self._observe(label, str(resp.status_code), started)
+        text = resp.text
+        body: Any = None
+        parse_error = False
+        if text.strip():
+            try:
+                body = resp.json()
+            except ValueError:
+                parse_error = True
+        log.debug("%s %s %s -> %d in %.3fs", self.name, method, label, resp.status_code, elapsed)
+        if resp.status_code < 300 or resp.status_code in ok_statuses:
+            if parse_error and expect_json:
+                raise MalformedResponse(
+                    f"{self.name} {label}: response is not JSON", status=resp.status_code,
+                    endpoint=label,
+                )
+            return Response(resp.status_code, body, resp.headers, text)
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        if retry_after is None and self._retry_after_from is not None:
+            retry_after = self._retry_after_from(resp)
+        cls = error_for_status(resp.status_code)
+        raise cls(
+            f"{self.name} {label}: HTTP {resp.status_code}",
+            status=resp.status_code,
+            detail=_error_text(body, text),
+            endpoint=label,
+            retry_after=retry_after,
+        )
+
+    def _observe(self, label: str, outcome: str, started: float) -> float:
+        elapsed = time.monotonic() - started
+        if self.observer is not None:
+            self.observer(self.name, label, outcome, elapsed)
+        return elapsed
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when the chain of causes shows the TCP connection was never established."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, NewConnectionError | ConnectionRefusedError):
+            return True
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException) and id(reason) not in seen:
+            current = reason
+            continue
+        nested = current.args[0] if current.args and isinstance(current.args[0], BaseException) \
+            else None
+        current = nested or current.__cause__ or current.__context__
+    return False

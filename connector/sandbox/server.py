@@ -1,0 +1,301 @@
+"""The base of every simulator: a real HTTP server on 127.0.0.1 with faults and inspection.
+
+Simulators ship with the product so teams can run staging checks without vendor accounts. Each
+one subclasses ``Simulator``, declares its routes, and keeps its state in memory behind one lock.
+Faults (429 with ``Retry-After``, 5xx, dropped connections, slow answers, non-JSON bodies) can be
+set from Python or over HTTP at ``/_sim/faults``; ``/_sim/calls`` tells what was called when.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SimRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def json(self) -> Any:
+        if not self.body:
+            return None
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+@dataclass
+class SimResponse:
+    status: int = 200
+    body: Any = None  # dict/list -> JSON; str/bytes -> sent as is; None -> empty
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour, applied to calls whose endpoint name starts with ``endpoint``.
+
+    ``kind``: ``status`` (answer ``status`` with ``body``), ``drop`` (close the connection without
+    answering), ``delay`` (sleep ``delay`` seconds, then answer normally). ``times`` counts how
+    many calls it hits (None: until ``until``, a monotonic deadline, or until cleared).
+    """
+
+    kind: str = "status"
+    endpoint: str = ""
+    status: int = 503
+    retry_after: float | None = None
+    body: Any = None
+    delay: float = 0.0
+    times: int | None = 1
+    until: float | None = None
+    probability: float = 1.0
+
+
+@dataclass
+class Call:
+    endpoint: str
+    method: str
+    path: str
+    at: float  # time.monotonic()
+    status: int
+
+
+class Simulator:
+    """A threaded HTTP server; subclasses list ``routes`` as (method, rule, endpoint name).
+
+    The endpoint name is also the handler: ``handle_<name>(request, **url_args)`` returning a
+    ``SimResponse``. Unknown paths get 404 and wrong methods 405, as real APIs do.
+    """
+
+    routes: ClassVar[list[tuple[str, str, str]]] = []
+    service: ClassVar[str] = "simulator"
+
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port
+        self.lock = threading.RLock()
+        self.faults: list[Fault] = []
+        self.calls: list[Call] = []
+        self._map = Map(
+            [Rule(rule, endpoint=name, methods=[method]) for method, rule, name in self.routes]
+            + [
+                Rule("/_sim/calls", endpoint="_sim_calls", methods=["GET"]),
+                Rule("/_sim/faults", endpoint="_sim_faults", methods=["POST", "DELETE"]),
+                Rule("/_sim/state", endpoint="_sim_state", methods=["GET"]),
+            ],
+            strict_slashes=False,
+        )
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ----- lifecycle -------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Simulator:
+        sim = self
+
+        class Handler(_Handler):
+            simulator = sim
+
+        server = ThreadingHTTPServer((self.host, self.port), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2},
+            name=f"{self.service}-sim", daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----- faults and inspection -------------------------------------------------------------
+    def add_fault(self, fault: Fault) -> Fault:
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def call_count(self, endpoint: str | None = None) -> int:
+        with self.lock:
+            return sum(1 for c in self.calls if endpoint is None or c.endpoint == endpoint)
+
+    def calls_by_endpoint(self) -> dict[str, int]:
+        with self.lock:
+            return dict(Counter(c.endpoint for c in self.calls))
+
+    def state(self) -> dict[str, Any]:
+        """What a subclass wants to show at ``/_sim/state`` (posted notes, sessions...)."""
+        return {}
+
+    def _take_fault(self, endpoint: str) -> Fault | None:
+
+        now = time.monotonic()
+        with self.lock:
+            for fault in list(self.faults):
+                if fault.until is not None and now >= fault.until:
+                    self.faults.remove(fault)
+                    continue
+                if not endpoint.startswith(fault.endpoint):
+                    continue
+                if fault.probability < 1.0 and random.random() >= fault.probability:
+                    continue
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self.faults.remove(fault)
+                return fault
+        return None
+
+    # ----- dispatch --------------------------------------------------------------------------
+    def dispatch(self, request: SimRequest) -> tuple[str, SimResponse | None]:
+        """Route one request; returns (endpoint name, response or None to drop the connection)."""
+        adapter = self._map.bind("localhost")
+        try:
+            endpoint, args = adapter.match(request.path, method=request.method)
+        except NotFound:
+            return "not_found", SimResponse(404, {"error": "Not Found"})
+        except MethodNotAllowed:
+            return "not_allowed", SimResponse(405, {"error": "Method Not Allowed"})
+        if endpoint.startswith("_sim_"):
+            return endpoint, getattr(self, f"_control_{endpoint[5:]}")(request)
+        fault = self._take_fault(endpoint)
+        if fault is not None:
+            if fault.kind == "drop":
+                return endpoint, None
+            if fault.kind == "delay":
+                time.sleep(fault.delay)
+            elif fault.kind == "status":
+                headers = {}
+                if fault.retry_after is not None:
+                    headers["Retry-After"] = _fmt_seconds(fault.retry_after)
+                return endpoint, SimResponse(fault.status, fault.body, headers)
+        try:
+            response = getattr(self, f"handle_{endpoint}")(request, **args)
+        except Exception:  # a simulator bug must show up as a 500, as a real server would
+            log.exception("%s simulator: %s failed", self.service, endpoint)
+            response = SimResponse(500, {"error": "simulator error"})
+        return endpoint, response
+
+    def _control_calls(self, request: SimRequest) -> SimResponse:
+        return SimResponse(200, {"calls": self.calls_by_endpoint(),
+                                 "log": [asdict(c) for c in self.calls[-1000:]]})
+
+    def _control_state(self, request: SimRequest) -> SimResponse:
+        return SimResponse(200, self.state())
+
+    def _control_faults(self, request: SimRequest) -> SimResponse:
+        if request.method == "DELETE":
+            self.clear_faults()
+            return SimResponse(200, {"faults": []})
+        spec = request.json() or {}
+        try:
+            fault = Fault(**spec)
+        except TypeError as exc:
+            return SimResponse(400, {"error": str(exc)})
+        if "for_seconds" in request.query:
+            fault.until = time.monotonic() + float(request.arg("for_seconds") or 0)
+        self.add_fault(fault)
+        return SimResponse(201, asdict(fault))
+
+    def record(self, endpoint: str, request: SimRequest, status: int) -> None:
+        if endpoint.startswith("_sim_"):
+            return
+        with self.lock:
+            self.calls.append(Call(endpoint, request.method, request.path, time.monotonic(),
+                                   status))
+
+
+def _fmt_seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    simulator: ClassVar[Simulator]
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s: " + format, self.simulator.service, *args)
+
+    def _serve(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        request = SimRequest(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+        )
+        endpoint, response = self.simulator.dispatch(request)
+        if response is None:
+            self.simulator.record(endpoint, request, 0)
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.simulator.record(endpoint, request, response.status)
+        payload: bytes
+        content_type = "application/json; charset=utf-8"
+        if response.body is None:
+            payload = b""
+        elif isinstance(response.body, bytes):
+            payload, content_type = response.body, "text/plain; charset=utf-8"
+        elif isinstance(response.body, str):
+            payload, content_type = response.body.encode(), "text/plain; charset=utf-8"
+        else:
+            payload = json.dumps(response.body).encode()
+        self.send_response(response.status)
+        headers = {"Content-Type": content_type, **response.headers}
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
