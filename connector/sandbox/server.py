@@ -171,6 +171,10 @@ class Simulator:
         """What a subclass wants to show at ``/_sim/state`` (posted notes, sessions...)."""
         return {}
 
+    def adapter_config(self) -> dict[str, Any]:
+        """For helpdesk simulators: the adapter YAML keys (url, auth) that reach this server."""
+        return {"url": self.url}
+
     def _take_fault(self, endpoint: str) -> Fault | None:
 
         now = time.monotonic()

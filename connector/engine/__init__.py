@@ -1,0 +1,1 @@
+"""The turn state machine and everything around it: ingest, chat, drafts, sessions, feedback."""

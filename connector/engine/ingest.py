@@ -1,0 +1,444 @@
+"""From helpdesk to turns: poll changed tickets, then read their conversations.
+
+Polling only records *which* tickets changed, in the same transaction that advances the cursor;
+reading a conversation is a separate, retryable step per ticket. A crash between any two remote
+calls therefore loses nothing: the cursor never moves past a ticket that is not marked.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from adapters.base import Message, Role, Ticket
+from connector.engine import sessions
+from connector.engine.render import find_marker
+from connector.errors import (
+    AuthenticationFailed,
+    MalformedResponse,
+    Moved,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    RemoteError,
+)
+from connector.store.db import session_scope
+from connector.store.models import (
+    ACTIVE_TURN_STATES,
+    AdapterState,
+    Feedback,
+    MessageRecord,
+    TicketRecord,
+    Turn,
+    TurnState,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from connector.engine.runtime import Engine
+
+log = logging.getLogger(__name__)
+
+MAX_PAGES_PER_POLL = 50
+AUTH_PAUSE = 300.0
+SYNC_LEASE = 120.0
+
+
+def adapter_state(db: Session, name: str) -> AdapterState:
+    state = db.get(AdapterState, name)
+    if state is None:
+        state = AdapterState(adapter=name)
+        db.add(state)
+    return state
+
+
+def pause_adapter(engine: Engine, name: str, seconds: float, reason: str) -> None:
+    """Stop calling a helpdesk for a while; shown in ``status``, retried slowly."""
+    with session_scope(engine.db) as db:
+        state = adapter_state(db, name)
+        state.paused_until = utcnow() + timedelta(seconds=seconds)
+        state.pause_reason = reason
+        state.consecutive_failures += 1
+
+
+def handle_adapter_error(engine: Engine, name: str, exc: RemoteError, doing: str) -> None:
+    """What a helpdesk error means for the whole adapter (not for one item)."""
+    if isinstance(exc, AuthenticationFailed | PermissionDenied):
+        kind = "authentication failed" if isinstance(exc, AuthenticationFailed) else \
+            "permission denied"
+        log.error("adapter %s paused: %s while %s (%s); retrying in %ds", name, kind, doing,
+                  exc, AUTH_PAUSE)
+        pause_adapter(engine, name, AUTH_PAUSE, f"{kind}: {exc}")
+    elif isinstance(exc, RateLimited):
+        wait = exc.retry_after or 60.0
+        log.warning("adapter %s rate limited while %s; pausing %.0fs", name, doing, wait)
+        pause_adapter(engine, name, wait, "rate limited by the helpdesk")
+    else:
+        log.warning("adapter %s: %s failed: %s", name, doing, exc)
+        with session_scope(engine.db) as db:
+            adapter_state(db, name).consecutive_failures += 1
+
+
+def adapter_paused(db: Session, name: str) -> bool:
+    state = db.get(AdapterState, name)
+    return bool(state and state.paused_until and state.paused_until > utcnow())
+
+
+def poll_adapter(engine: Engine, name: str) -> int:
+    """Walk the change feed from the stored cursor; returns how many tickets were marked."""
+    adapter = engine.adapters[name]
+    with session_scope(engine.db) as db:
+        if adapter_paused(db, name):
+            return 0
+        state = adapter_state(db, name)
+        now = utcnow()
+        state.last_poll_at = now
+        if state.epoch is None:
+            state.epoch = now - timedelta(seconds=adapter.settings.start_from)
+        cursor, epoch = state.cursor, state.epoch
+    marked = 0
+    for _ in range(MAX_PAGES_PER_POLL):
+        try:
+            page = adapter.poll_changes(cursor, epoch)
+        except RemoteError as exc:
+            handle_adapter_error(engine, name, exc, "polling changes")
+            return marked
+        with session_scope(engine.db) as db:
+            for ticket in page.tickets:
+                marked += _mark_changed(db, name, ticket)
+            state = adapter_state(db, name)
+            now = utcnow()
+            if page.cursor != state.cursor:
+                state.cursor_moved_at = now
+            state.cursor = page.cursor
+            state.last_poll_ok_at = now
+            state.consecutive_failures = 0
+            state.paused_until = None
+            state.pause_reason = None
+        cursor = page.cursor
+        if not page.more:
+            break
+    if marked:
+        log.info("adapter %s: %d changed ticket(s) to read", name, marked)
+    return marked
+
+
+def _mark_changed(db: Session, adapter: str, ticket: Ticket) -> int:
+    """Upsert the ticket; mark it for a conversation read unless nothing we use changed."""
+    record = db.exec(select(TicketRecord).where(
+        TicketRecord.adapter == adapter, TicketRecord.external_id == ticket.external_id
+    )).first()
+    tags = " ".join(sorted(ticket.tags))
+    key = sessions.requester_key(ticket.requester_email, ticket.requester_id)
+    if record is None:
+        record = TicketRecord(adapter=adapter, external_id=ticket.external_id)
+    elif (
+        ticket.updated_at is not None
+        and record.remote_updated_at == ticket.updated_at
+        and record.status == ticket.status
+        and record.tags == tags
+    ):
+        return 0  # the feed repeats tickets at page edges and after our own notes
+    record.status = ticket.status
+    record.resolved = ticket.resolved
+    record.tags = tags
+    record.channel = ticket.channel
+    record.requester_key = key or record.requester_key
+    record.remote_updated_at = ticket.updated_at
+    if not record.needs_sync:
+        record.sync_after = utcnow()
+    record.needs_sync = True
+    record.change_seq += 1
+    db.add(record)
+    return 1
+
+
+def mark_ticket(engine: Engine, adapter: str, ticket_id: str) -> None:
+    """Ask for a re-read of one ticket now (a webhook said it changed, or backfill found it)."""
+    with session_scope(engine.db) as db:
+        record = db.exec(select(TicketRecord).where(
+            TicketRecord.adapter == adapter, TicketRecord.external_id == ticket_id
+        )).first()
+        if record is None:
+            record = TicketRecord(adapter=adapter, external_id=ticket_id)
+        record.needs_sync = True
+        record.sync_after = utcnow()
+        record.change_seq += 1
+        db.add(record)
+
+
+def claim_tickets(engine: Engine, limit: int) -> list[tuple[int, int]]:
+    """Claim tickets due for a read: (row id, change_seq) pairs, leased for SYNC_LEASE."""
+    now = utcnow()
+    with session_scope(engine.db) as db:
+        rows = db.exec(
+            select(TicketRecord.id, TicketRecord.change_seq, TicketRecord.adapter)
+            .where(col(TicketRecord.needs_sync), TicketRecord.sync_after <= now)
+            .order_by(col(TicketRecord.sync_after))
+            .limit(limit * 2)
+        ).all()
+        claimed: list[tuple[int, int]] = []
+        for row_id, seq, adapter in rows:
+            if len(claimed) >= limit or adapter not in engine.adapters:
+                continue
+            if adapter_paused(db, adapter):
+                continue
+            result = db.execute(
+                update(TicketRecord)
+                .where(col(TicketRecord.id) == row_id, TicketRecord.sync_after <= now)
+                .values(sync_after=now + timedelta(seconds=SYNC_LEASE))
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                claimed.append((row_id, seq))
+    return claimed
+
+
+def sync_ticket(engine: Engine, row_id: int, seq: int) -> None:
+    """Read one ticket's conversation and turn new customer messages into work."""
+    with session_scope(engine.db) as db:
+        record = db.get(TicketRecord, row_id)
+        if record is None:
+            return
+        name, ticket_id = record.adapter, record.external_id
+    adapter = engine.adapters[name]
+    try:
+        ticket = adapter.get_ticket(ticket_id) if record.remote_updated_at is None and \
+            not record.status else None
+        messages = adapter.list_messages(ticket or _as_ticket(record))
+    except (NotFound, Moved) as exc:
+        log.info("ticket %s/%s is gone (%s); ending its work", name, ticket_id, type(exc).__name__)
+        _finish_gone(engine, row_id, seq, f"ticket no longer available: {type(exc).__name__}")
+        return
+    except MalformedResponse as exc:
+        _sync_failed(engine, row_id, f"malformed helpdesk data: {exc}", give_up=True)
+        return
+    except RemoteError as exc:
+        if isinstance(exc, AuthenticationFailed | PermissionDenied | RateLimited):
+            handle_adapter_error(engine, name, exc, f"reading ticket {ticket_id}")
+        _sync_failed(engine, row_id, str(exc), retry_after=exc.retry_after)
+        return
+    with session_scope(engine.db) as db:
+        record = db.get(TicketRecord, row_id)
+        if record is None:
+            return
+        if ticket is not None:
+            record.status, record.resolved = ticket.status, ticket.resolved
+            record.tags = " ".join(sorted(ticket.tags))
+            record.requester_key = sessions.requester_key(
+                ticket.requester_email, ticket.requester_id
+            )
+        apply_conversation(engine, db, record, messages)
+        record.needs_sync = record.change_seq != seq
+        record.sync_after = utcnow()
+        record.sync_attempts = 0
+        record.sync_error = None
+        record.synced_at = utcnow()
+        db.add(record)
+
+
+def _as_ticket(record: TicketRecord) -> Ticket:
+    return Ticket(external_id=record.external_id, status=record.status, resolved=record.resolved)
+
+
+def _sync_failed(
+    engine: Engine, row_id: int, reason: str, *, retry_after: float | None = None,
+    give_up: bool = False,
+) -> None:
+    with session_scope(engine.db) as db:
+        record = db.get(TicketRecord, row_id)
+        if record is None:
+            return
+        record.sync_attempts += 1
+        record.sync_error = reason[:500]
+        if give_up or record.sync_attempts >= engine.config.engine.max_attempts:
+            log.error("ticket %s/%s: giving up reading it: %s", record.adapter,
+                      record.external_id, reason)
+            record.needs_sync = False
+        else:
+            delay = max(retry_after or 0.0, engine.backoff(record.sync_attempts))
+            record.sync_after = utcnow() + timedelta(seconds=delay)
+        db.add(record)
+
+
+def _finish_gone(engine: Engine, row_id: int, seq: int, reason: str) -> None:
+    with session_scope(engine.db) as db:
+        record = db.get(TicketRecord, row_id)
+        if record is None:
+            return
+        record.resolved = True
+        record.needs_sync = record.change_seq != seq
+        record.sync_error = reason
+        _resolve(engine, db, record, reason)
+        db.add(record)
+
+
+def apply_conversation(
+    engine: Engine, db: Session, record: TicketRecord, messages: list[Message]
+) -> None:
+    """Store new messages and decide what they mean: a new turn, a cancel, a session close.
+
+    Only public customer messages that came after the last public agent reply, and after the
+    adapter's epoch, start work; our own posts (recognised by marker or posted id), agent
+    replies, internal notes and system events never do.
+    """
+    name = record.adapter
+    known = set(db.exec(select(MessageRecord.external_id).where(
+        MessageRecord.adapter == name, MessageRecord.ticket_id == record.external_id
+    )).all())
+    posted_ids = set(db.exec(select(Turn.posted_id).where(
+        Turn.adapter == name, Turn.ticket_id == record.external_id,
+        col(Turn.posted_id).is_not(None),
+    )).all())
+    epoch = adapter_state(db, name).epoch or utcnow()
+    last_agent_index = -1
+    new_customer: list[Message] = []
+    for index, message in enumerate(messages):
+        ours = message.external_id in posted_ids or find_marker(message.body) is not None
+        if message.role == Role.AGENT and message.public and not ours:
+            last_agent_index = index
+            new_customer.clear()  # a human answered everything before this
+        if message.external_id in known:
+            continue
+        db.add(MessageRecord(
+            adapter=name, ticket_id=record.external_id, external_id=message.external_id,
+            role=message.role.value, public=message.public, ours=ours,
+            created_at=message.created_at, body=message.body,
+        ))
+        if message.role == Role.CUSTOMER and message.public and not ours and \
+                message.created_at >= epoch and index > last_agent_index:
+            new_customer.append(message)
+    was_resolved_session = _had_closed_session(db, record)
+    if record.resolved:
+        _resolve(engine, db, record, f"ticket {record.status or 'resolved'}")
+        _collect_feedback(engine, db, record)
+        return
+    if last_agent_index >= 0:
+        agent_at = messages[last_agent_index].created_at
+        _cancel_answered_by_agent(db, record, agent_at)
+    if new_customer:
+        if was_resolved_session:
+            log.info("ticket %s/%s reopened; continuing in a new session", name,
+                     record.external_id)
+        _add_turn(engine, db, record, new_customer)
+    _collect_feedback(engine, db, record)
+
+
+def _had_closed_session(db: Session, record: TicketRecord) -> bool:
+    return any(s.state != "open" for s in sessions.ticket_sessions(
+        db, record.adapter, record.external_id))
+
+
+def _active_turns(db: Session, record: TicketRecord) -> list[Turn]:
+    return list(db.exec(select(Turn).where(
+        Turn.adapter == record.adapter, Turn.ticket_id == record.external_id,
+        col(Turn.state).in_(ACTIVE_TURN_STATES),
+    ).order_by(col(Turn.id))))
+
+
+def cancel(turn: Turn, reason: str) -> None:
+    turn.state = TurnState.CANCELLED
+    turn.reason = reason
+    turn.updated_at = utcnow()
+    turn.claim_owner = None
+    turn.claim_until = None
+
+
+def _resolve(engine: Engine, db: Session, record: TicketRecord, reason: str) -> None:
+    """No new draft on a resolved ticket; its session is closed once."""
+    for turn in _active_turns(db, record):
+        if turn.state == TurnState.POSTING:
+            continue  # a post may be under way; the post step re-checks and reconciles
+        cancel(turn, reason)
+        db.add(turn)
+    if engine.config.session == "per_thread":
+        for chat in sessions.ticket_sessions(db, record.adapter, record.external_id):
+            if sessions.request_close(db, chat.session_id, reason):
+                log.info("session %s: closing (%s)", chat.session_id, reason)
+
+
+def _cancel_answered_by_agent(db: Session, record: TicketRecord, agent_at: datetime) -> None:
+    """A human already answered: drop turns not yet posted (a request in flight is dropped
+    by the post step's own re-check when its answer arrives)."""
+    for turn in _active_turns(db, record):
+        if turn.state in (TurnState.QUEUED, TurnState.ANSWERED) and \
+                turn.last_message_at <= agent_at:
+            cancel(turn, "answered by an agent")
+            db.add(turn)
+
+
+def _add_turn(
+    engine: Engine, db: Session, record: TicketRecord, new_messages: list[Message]
+) -> None:
+    """Messages that arrive together form one turn; they join a turn not yet asked."""
+    question = "\n\n".join(m.body.strip() for m in new_messages if m.body.strip())
+    last = new_messages[-1]
+    active = _active_turns(db, record)
+    queued = next((t for t in reversed(active) if t.state == TurnState.QUEUED), None)
+    if queued is not None:
+        queued.question = f"{queued.question}\n\n{question}".strip()
+        queued.last_message_id = last.external_id
+        queued.last_message_at = last.created_at
+        queued.updated_at = utcnow()
+        db.add(queued)
+        turn = queued
+    else:
+        site_id = engine.site_for(record.adapter)
+        session_id = sessions.open_session_id(
+            db, record.adapter, record, engine.config.session, site_id
+        )
+        turn = Turn(
+            adapter=record.adapter, ticket_id=record.external_id, session_id=session_id,
+            site_id=site_id, question=question, last_message_id=last.external_id,
+            last_message_at=last.created_at,
+        )
+        db.add(turn)
+        db.flush()
+        for older in active:
+            if older.state in (TurnState.SUBMITTED, TurnState.ANSWERED):
+                older.superseded_by = turn.id
+                if older.state == TurnState.ANSWERED:
+                    cancel(older, "superseded by a newer customer message")
+                db.add(older)
+        log.info("ticket %s/%s: new turn %d in session %s", record.adapter,
+                 record.external_id, turn.id, session_id)
+    for message in new_messages:
+        db.execute(
+            update(MessageRecord)
+            .where(MessageRecord.adapter == record.adapter,
+                   MessageRecord.external_id == message.external_id)
+            .values(turn_id=turn.id)
+        )
+
+
+def _collect_feedback(engine: Engine, db: Session, record: TicketRecord) -> None:
+    """A feedback tag on the ticket rates its latest answered request, once per value."""
+    tags = record.tag_set()
+    settings = engine.config.feedback
+    value = "bad" if tags & set(settings.bad_tags) else "good" if tags & set(
+        settings.good_tags) else None
+    if value is None:
+        return
+    already = db.exec(select(Feedback.id).where(
+        Feedback.adapter == record.adapter, Feedback.ticket_id == record.external_id,
+        Feedback.value == value,
+    )).first()
+    if already is not None:
+        return
+    latest = db.exec(select(Turn).where(
+        Turn.adapter == record.adapter, Turn.ticket_id == record.external_id,
+        col(Turn.request_id).is_not(None), col(Turn.answer).is_not(None),
+    ).order_by(col(Turn.id).desc())).first()
+    if latest is None or latest.request_id is None:
+        return
+    if db.exec(select(Feedback.id).where(Feedback.request_id == latest.request_id)).first():
+        return
+    db.add(Feedback(
+        adapter=record.adapter, ticket_id=record.external_id, session_id=latest.session_id,
+        site_id=latest.site_id, request_id=latest.request_id, value=value,
+    ))
+    log.info("ticket %s/%s: %s feedback queued for %s", record.adapter, record.external_id,
+             value, latest.request_id)

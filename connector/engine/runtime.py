@@ -1,0 +1,230 @@
+"""The engine: one object that owns the database, the adapters, the Uppzy client and the workers.
+
+The scheduler (or ``run --once``) only calls ``poll``, ``dispatch`` and ``housekeeping`` on it.
+``dispatch`` never waits for remote calls: it claims due rows up to the number of free workers
+and hands them to a thread pool, so a slow answer never delays another ticket.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from sqlalchemy import func, update
+from sqlmodel import col, select
+
+from adapters.base import Adapter
+from adapters.registry import adapter_class
+from connector.config import Config
+from connector.engine import housekeeping, ingest, turns
+from connector.engine.estimator import AnswerTimeEstimator
+from connector.engine.turns import UppzyAccessError
+from connector.errors import AuthenticationFailed, PermissionDenied, RemoteError
+from connector.http import CallObserver, RetryPolicy, Timeouts
+from connector.store.db import make_engine, migrate, session_scope
+from connector.store.models import (
+    ACTIVE_TURN_STATES,
+    ChatSession,
+    Feedback,
+    TicketRecord,
+    Turn,
+    utcnow,
+)
+from connector.uppzy import UppzyClient
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE = 2.0
+BACKOFF_CAP = 300.0
+
+
+class Engine:
+    def __init__(self, config: Config, *, observer: CallObserver | None = None) -> None:
+        self.config = config
+        self.instance_id = config.engine.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.db = make_engine(config.database.url)
+        self.adapters: dict[str, Adapter] = {
+            s.name: adapter_class(s.type)(s, observer=observer) for s in config.adapters
+        }
+        u = config.uppzy
+        self.uppzy = UppzyClient(
+            u.base_url, u.api_key.get_secret_value(),
+            timeouts=Timeouts(connect=u.connect_timeout, read=u.read_timeout),
+            retry=RetryPolicy(attempts=3, max_inline_wait=2.0),
+            observer=observer,
+            sync_read_timeout=u.answer_timeout,
+        )
+        self.estimator = AnswerTimeEstimator(default_first_poll=min(u.poll_interval, 2.0))
+        self.fatal: UppzyAccessError | None = None
+        self._uppzy_verified = False
+        self._pool = ThreadPoolExecutor(max_workers=config.engine.workers,
+                                        thread_name_prefix="step")
+        self._lock = threading.Lock()
+        self._running = 0
+        self._uppzy_steps = 0
+
+    # ----- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Migrate, then take back the leases of a previous run of this single instance."""
+        migrate(self.db)
+        if self.db.dialect.name == "sqlite":
+            with session_scope(self.db) as db:
+                db.execute(update(Turn).where(col(Turn.claim_owner).is_not(None))
+                           .values(claim_owner=None, claim_until=None))
+                db.execute(update(TicketRecord).where(col(TicketRecord.needs_sync))
+                           .values(sync_after=utcnow()))
+
+    def check_uppzy(self) -> None:
+        """The cheap connectivity check the API docs recommend before traffic starts."""
+        if self.config.uppzy.tenant_id:
+            try:
+                self.uppzy.tenant_limits(self.config.uppzy.tenant_id)
+            except RemoteError as exc:
+                self.check_uppzy_access(exc)
+                log.warning("Uppzy tenant limits check failed: %s", exc)
+            else:
+                self.note_uppzy_ok()
+
+    def shutdown(self, grace: float = 8.0) -> bool:
+        """Let the steps in hand finish for up to ``grace`` seconds; True if all did."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._running:
+                    break
+            time.sleep(0.05)
+        with self._lock:
+            left = self._running
+        if left:
+            log.warning("%d step(s) still waiting on a remote call; they resume after restart",
+                        left)
+        for adapter in self.adapters.values():
+            adapter.close()
+        self.uppzy.close()
+        return left == 0
+
+    # ----- the three jobs --------------------------------------------------------------------
+    def poll(self, name: str) -> int:
+        return ingest.poll_adapter(self, name)
+
+    def dispatch(self) -> int:
+        """Hand due work to free workers; returns how many steps were started."""
+        if self.fatal is not None:
+            return 0
+        with self._lock:
+            free = self.config.engine.workers - self._running
+        started = 0
+        if free <= 0:
+            return 0
+        for row_id, seq in ingest.claim_tickets(self, free):
+            self._start(ingest.sync_ticket, row_id, seq)
+            started += 1
+        free -= started
+        if free > 0:
+            if not self._uppzy_verified:
+                # Until one Uppzy call succeeded, a rejected key must cost one call, not a burst.
+                with self._lock:
+                    free = 0 if self._uppzy_steps else 1
+            for turn_id in turns.claim_turns(self, min(free, self.config.engine.batch_size)):
+                self._start(turns.advance, turn_id, uppzy=True)
+                started += 1
+        return started
+
+    def housekeeping(self) -> None:
+        if self.fatal is not None:
+            return
+        try:
+            housekeeping.close_sessions(self)
+            housekeeping.send_feedback(self)
+        except UppzyAccessError as exc:
+            self._set_fatal(exc)
+
+    # ----- helpers used by the steps ---------------------------------------------------------
+    def site_for(self, adapter_name: str) -> str:
+        return self.config.site_for(self.config.adapter(adapter_name))
+
+    @staticmethod
+    def backoff(attempt: int) -> float:
+        ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(0, attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def note_uppzy_ok(self) -> None:
+        self._uppzy_verified = True
+
+    def check_uppzy_access(self, exc: RemoteError) -> None:
+        """Raise when Uppzy refused the key or the plan: the daemon must stop."""
+        if isinstance(exc, AuthenticationFailed):
+            raise UppzyAccessError(f"Uppzy rejected the API key ({exc.detail or exc.status})")
+        if isinstance(exc, PermissionDenied):
+            raise UppzyAccessError(
+                f"Uppzy refused access: the plan or role does not allow M2M "
+                f"({exc.detail or exc.status})"
+            )
+
+    def release_claim(self, turn_id: int | None, delay: float = 0.0) -> None:
+        with session_scope(self.db) as db:
+            db.execute(update(Turn).where(col(Turn.id) == turn_id).values(
+                claim_owner=None, claim_until=None,
+                next_attempt_at=utcnow() + timedelta(seconds=delay)))
+
+    def busy(self) -> bool:
+        """Whether anything is still running or due soon (``run --once`` waits for this)."""
+        with self._lock:
+            if self._running:
+                return True
+        with session_scope(self.db) as db:
+            active = db.exec(select(func.count()).select_from(Turn).where(
+                col(Turn.state).in_(ACTIVE_TURN_STATES))).one()
+            syncing = db.exec(select(func.count()).select_from(TicketRecord).where(
+                col(TicketRecord.needs_sync),
+                col(TicketRecord.adapter).in_(list(self.adapters)))).one()
+            closing = db.exec(select(func.count()).select_from(ChatSession).where(
+                ChatSession.state == "closing")).one()
+            feedback = db.exec(select(func.count()).select_from(Feedback).where(
+                Feedback.state == "pending")).one()
+            paused = [n for n in self.adapters if ingest.adapter_paused(db, n)]
+        if paused and not active and not closing and not feedback:
+            return False  # only paused adapters' tickets are left; they wait for a human
+        return bool(active or syncing or closing or feedback)
+
+    def _start(self, fn: Callable[..., None], *args: object, uppzy: bool = False) -> None:
+        with self._lock:
+            if uppzy:
+                self._uppzy_steps += 1
+            self._running += 1
+        try:
+            self._pool.submit(self._guarded, fn, args, uppzy)
+        except RuntimeError:  # the pool is shutting down; the row stays due for next start
+            with self._lock:
+                self._running -= 1
+                if uppzy:
+                    self._uppzy_steps -= 1
+
+    def _guarded(self, fn: Callable[..., None], args: tuple[object, ...], uppzy: bool) -> None:
+        try:
+            fn(self, *args)
+        except UppzyAccessError as exc:
+            self._set_fatal(exc)
+        except Exception:
+            # A bug or a surprise payload must cost one item a retry, not the daemon its life.
+            log.exception("step %s%r failed unexpectedly", fn.__name__, args)
+            if fn is turns.advance:
+                self.release_claim(args[0], delay=self.backoff(3))  # type: ignore[arg-type]
+        finally:
+            with self._lock:
+                if uppzy:
+                    self._uppzy_steps -= 1
+                self._running -= 1
+
+    def _set_fatal(self, exc: UppzyAccessError) -> None:
+        if self.fatal is None:
+            log.critical("%s; stopping. Fix uppzy.api_key / the plan and start again.", exc)
+            self.fatal = exc

@@ -1,0 +1,1 @@
+"""Persistent state: tables, engine set-up, migrations."""
