@@ -10,9 +10,8 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -83,9 +82,14 @@ def run(
         err.print(f"authentication failed: {exc}", markup=False)
         raise typer.Exit(EXIT_AUTH) from None
     if once:
-        code = _run_once(engine)
+        finished = engine.run_once()
         engine.shutdown()
-        raise typer.Exit(code)
+        if engine.fatal is not None:
+            err.print(f"authentication failed: {engine.fatal}", markup=False)
+            raise typer.Exit(EXIT_AUTH)
+        if not finished:
+            log.warning("answer_timeout passed with work in flight; it continues next run")
+        raise typer.Exit(EXIT_OK)
     from connector.scheduler import Daemon
 
     daemon = Daemon(engine)
@@ -102,24 +106,6 @@ def run(
     if not clean:
         os._exit(code)  # workers blocked in a remote call; their rows resume after restart
     raise typer.Exit(code)
-
-
-def _run_once(engine: Any) -> int:
-    for name in engine.adapters:
-        engine.poll(name)
-    deadline = time.monotonic() + engine.config.uppzy.answer_timeout + 10
-    while time.monotonic() < deadline:
-        engine.dispatch()
-        engine.housekeeping()
-        if engine.fatal is not None:
-            err.print(f"authentication failed: {engine.fatal}", markup=False)
-            return EXIT_AUTH
-        if not engine.busy():
-            break
-        time.sleep(0.1)
-    else:
-        log.warning("answer_timeout passed with work still in flight; it continues next run")
-    return EXIT_OK
 
 
 @app.command()

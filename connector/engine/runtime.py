@@ -111,6 +111,24 @@ class Engine:
         self.uppzy.close()
         return left == 0
 
+    def run_once(self, idle_sleep: float = 0.05) -> bool:
+        """Poll every adapter once, then drive the work to its end or to ``answer_timeout``.
+
+        Returns True when nothing is left in flight (False: time ran out, or Uppzy refused).
+        """
+        for name in self.adapters:
+            self.poll(name)
+        deadline = time.monotonic() + self.config.uppzy.answer_timeout + 10
+        while time.monotonic() < deadline:
+            self.dispatch()
+            self.housekeeping()
+            if self.fatal is not None:
+                return False
+            if not self.busy():
+                return True
+            time.sleep(idle_sleep)
+        return False
+
     # ----- the three jobs --------------------------------------------------------------------
     def poll(self, name: str) -> int:
         return ingest.poll_adapter(self, name)

@@ -1,0 +1,89 @@
+"""Shared fixtures: simulators on 127.0.0.1, configs pointing at them, engines on temp SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from rt_fixture import rt_server  # noqa: F401  (session fixture: a real Request Tracker)
+
+from adapters.zendesk.simulator import ZendeskSimulator
+from connector.config import Config, parse_config
+from connector.engine.runtime import Engine
+from connector.sandbox.uppzy_sim import UppzySimulator
+
+API_KEY = "uppzy-test-key-5f1c9e"
+ZD_TOKEN = "zd-api-token-77aa31"
+
+
+@pytest.fixture
+def uppzy() -> Iterator[UppzySimulator]:
+    sim = UppzySimulator(api_keys={API_KEY: "ok"}, answer_time=(0.05, 0.3)).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def zendesk() -> Iterator[ZendeskSimulator]:
+    sim = ZendeskSimulator(exclude_newest=0, api_token=ZD_TOKEN).start()
+    yield sim
+    sim.stop()
+
+
+def config_dict(
+    tmp_path: Path, uppzy: UppzySimulator, zendesk: ZendeskSimulator, **overrides: Any
+) -> dict[str, Any]:
+    """A config for the simulators; ``overrides`` replace whole sections or adapter keys."""
+    adapter = {
+        "name": "zd", "type": "zendesk", "url": zendesk.url,
+        "auth": {"email": "bot@example.com", "api_token": ZD_TOKEN},
+        "poll_interval": "0.5s", "start_from": "10m",
+        **overrides.pop("adapter", {}),
+    }
+    data: dict[str, Any] = {
+        "uppzy": {"base_url": uppzy.base_url, "api_key": API_KEY, "site_id": "site-1",
+                  "poll_interval": "0.5s", "answer_timeout": "20s",
+                  **overrides.pop("uppzy", {})},
+        "database": {"url": f"sqlite:///{tmp_path / 'connector.db'}"},
+        "adapters": [adapter],
+        "engine": {"tick": "0.1s", **overrides.pop("engine", {})},
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, uppzy: UppzySimulator, zendesk: ZendeskSimulator
+                ) -> Callable[..., Config]:
+    def build(**overrides: Any) -> Config:
+        return parse_config(config_dict(tmp_path, uppzy, zendesk, **overrides))
+    return build
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, uppzy: UppzySimulator, zendesk: ZendeskSimulator
+                ) -> Callable[..., Path]:
+    def write(**overrides: Any) -> Path:
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config_dict(tmp_path, uppzy, zendesk, **overrides)))
+        return path
+    return write
+
+
+@pytest.fixture
+def make_engine(make_config: Callable[..., Config]) -> Iterator[Callable[..., Engine]]:
+    engines: list[Engine] = []
+
+    def build(**overrides: Any) -> Engine:
+        engine = Engine(make_config(**overrides))
+        engine.start()
+        engines.append(engine)
+        return engine
+
+    yield build
+    for engine in engines:
+        engine.shutdown(grace=2)
+        engine.db.dispose()
