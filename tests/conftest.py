@@ -34,17 +34,17 @@ def zendesk() -> Iterator[ZendeskSimulator]:
 
 
 def config_dict(
-    tmp_path: Path, uppzy: UppzySimulator, zendesk: ZendeskSimulator, **overrides: Any
+    tmp_path: Path, uppzy_sim: UppzySimulator, zendesk_sim: ZendeskSimulator, **overrides: Any
 ) -> dict[str, Any]:
     """A config for the simulators; ``overrides`` replace whole sections or adapter keys."""
     adapter = {
-        "name": "zd", "type": "zendesk", "url": zendesk.url,
+        "name": "zd", "type": "zendesk", "url": zendesk_sim.url,
         "auth": {"email": "bot@example.com", "api_token": ZD_TOKEN},
         "poll_interval": "0.5s", "start_from": "10m",
         **overrides.pop("adapter", {}),
     }
     data: dict[str, Any] = {
-        "uppzy": {"base_url": uppzy.base_url, "api_key": API_KEY, "site_id": "site-1",
+        "uppzy": {"base_url": uppzy_sim.base_url, "api_key": API_KEY, "site_id": "site-1",
                   "poll_interval": "0.5s", "answer_timeout": "20s",
                   **overrides.pop("uppzy", {})},
         "database": {"url": f"sqlite:///{tmp_path / 'connector.db'}"},

@@ -128,7 +128,11 @@ def poll_adapter(engine: Engine, name: str) -> int:
 
 
 def _mark_changed(db: Session, adapter: str, ticket: Ticket) -> int:
-    """Upsert the ticket; mark it for a conversation read unless nothing we use changed."""
+    """Upsert the ticket and mark it for a conversation read.
+
+    Every report is re-read: helpdesk timestamps have one-second resolution, so "same
+    updated_at" does not prove that nothing was added (two messages can share a second).
+    """
     record = db.exec(select(TicketRecord).where(
         TicketRecord.adapter == adapter, TicketRecord.external_id == ticket.external_id
     )).first()
@@ -136,13 +140,6 @@ def _mark_changed(db: Session, adapter: str, ticket: Ticket) -> int:
     key = sessions.requester_key(ticket.requester_email, ticket.requester_id)
     if record is None:
         record = TicketRecord(adapter=adapter, external_id=ticket.external_id)
-    elif (
-        ticket.updated_at is not None
-        and record.remote_updated_at == ticket.updated_at
-        and record.status == ticket.status
-        and record.tags == tags
-    ):
-        return 0  # the feed repeats tickets at page edges and after our own notes
     record.status = ticket.status
     record.resolved = ticket.resolved
     record.tags = tags

@@ -376,6 +376,9 @@ def _post(engine: Engine, turn: Turn) -> None:
             db.add(row)
         return
     except RemoteError as exc:
+        if isinstance(exc, TransportError) and exc.sent:
+            # The helpdesk may still be writing it: look for it only once it surely finished.
+            exc.retry_after = max(exc.retry_after or 0.0, adapter.settings.timeout)
         if isinstance(exc, AuthenticationFailed | PermissionDenied | RateLimited):
             handle_adapter_error(engine, turn.adapter, exc, f"posting on {turn.ticket_id}")
             if not exc.retryable:

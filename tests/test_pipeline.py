@@ -1,0 +1,293 @@
+"""The turn pipeline end to end, in-process, over real HTTP against the simulators."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from sqlmodel import Session, select
+
+from adapters.zendesk.simulator import ZendeskSimulator
+from connector.engine.runtime import Engine
+from connector.errors import ConfigError
+from connector.sandbox.server import Fault
+from connector.sandbox.uppzy_sim import UppzySimulator
+from connector.store.models import AdapterState, ChatSession, Feedback, Turn
+
+MakeEngine = Callable[..., Engine]
+
+
+def notes_per_ticket(zendesk: ZendeskSimulator) -> Counter[int]:
+    return Counter(n["ticket_id"] for n in zendesk.notes_by(zendesk.bot_user_id))
+
+
+def turns(engine: Engine) -> list[Turn]:
+    with Session(engine.db) as db:
+        return list(db.exec(select(Turn).order_by(Turn.id)))
+
+
+def drive(engine: Engine, until: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Run the daemon's jobs by hand until ``until()`` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name in engine.adapters:
+            engine.poll(name)
+        engine.dispatch()
+        engine.housekeeping()
+        if until():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def test_fifty_mixed_tickets_one_draft_per_customer_turn(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
+):
+    agent = zendesk.add_user("Agent", "agent", "agent@example.com")
+    expected: dict[int, int] = {}
+    customers: dict[int, int] = {}
+    for i in range(50):
+        customer = zendesk.add_user(f"C{i}", "end-user", f"c{i}@example.org")
+        tid = zendesk.create_ticket(customer, f"Question number {i}?")
+        customers[tid] = customer
+        expected[tid] = 1
+        if i % 5 == 0:  # a human already answered: nothing to draft
+            zendesk.add_comment(tid, agent, "Answered by a human.", public=True)
+            expected[tid] = 0
+        elif i % 7 == 0:  # an internal note after the question does not answer it
+            zendesk.add_comment(tid, agent, "Internal: VIP customer.", public=False)
+        elif i % 9 == 0:  # nor does a trigger's public message
+            zendesk.add_comment(tid, agent, "We got your request.", via_channel="rule")
+    engine = make_engine()
+    assert engine.run_once()
+    assert notes_per_ticket(zendesk) == +Counter(expected)
+
+    # Follow-ups on ten tickets: one more draft each, in the same session.
+    follow_up = [t for t, n in expected.items() if n][:10]
+    for tid in follow_up:
+        zendesk.add_comment(tid, customers[tid], "And one more thing?")
+        expected[tid] += 1
+    assert engine.run_once()
+    assert notes_per_ticket(zendesk) == +Counter(expected)
+    assert all(len(uppzy.questions(f"zd-{t}")) == 2 for t in follow_up)
+
+    # A quiet pass: our own notes bumped the tickets, but they never start a turn.
+    assert engine.run_once()
+    assert notes_per_ticket(zendesk) == +Counter(expected)
+
+    # Resolve five: their sessions are closed exactly once, even across passes.
+    resolved = follow_up[:5]
+    for tid in resolved:
+        zendesk.set_status(tid, "solved")
+    assert engine.run_once()
+    assert engine.run_once()
+    closed = uppzy.closed_sessions()
+    assert {f"zd-{t}": 1 for t in resolved}.items() <= closed.items()
+
+    # The customer writes again on a solved ticket: it reopens and continues in "-2".
+    reopened = resolved[0]
+    zendesk.add_comment(reopened, customers[reopened], "It broke again.")
+    expected[reopened] += 1
+    assert engine.run_once()
+    assert notes_per_ticket(zendesk) == +Counter(expected)
+    assert uppzy.questions(f"zd-{reopened}-2") == ["It broke again."]
+    assert uppzy.max_concurrent_per_session <= 1
+
+
+def test_newer_message_supersedes_the_turn_in_flight(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
+):
+    uppzy.answer_time = 1.0
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tid = zendesk.create_ticket(customer, "First question")
+    engine = make_engine()
+    drive(engine, lambda: any(t.state == "submitted" for t in turns(engine)))
+    zendesk.add_comment(tid, customer, "Actually, a different question")
+    drive(engine, lambda: notes_per_ticket(zendesk)[tid] == 1 and not engine.busy())
+    time.sleep(0.5)
+    drive(engine, lambda: not engine.busy())
+    notes = zendesk.notes_by(zendesk.bot_user_id)
+    assert len(notes) == 1
+    assert "a different question" in notes[0]["body"]
+    states = [(t.state, t.reason) for t in turns(engine)]
+    assert states[0] == ("cancelled", "superseded by a newer customer message")
+    assert states[1][0] == "posted"
+    assert uppzy.max_concurrent_per_session == 1
+    assert uppzy.questions(f"zd-{tid}") == ["First question", "Actually, a different question"]
+
+
+def test_agent_reply_while_answer_is_pending_cancels_the_draft(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
+):
+    uppzy.answer_time = 1.0
+    agent = zendesk.add_user("A", "agent", "a@example.com")
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tid = zendesk.create_ticket(customer, "Where is my parcel?")
+    engine = make_engine()
+    drive(engine, lambda: any(t.state == "submitted" for t in turns(engine)))
+    zendesk.add_comment(tid, agent, "It ships today.")
+    drive(engine, lambda: not engine.busy())
+    assert notes_per_ticket(zendesk)[tid] == 0
+    assert [(t.state, t.reason) for t in turns(engine)] == [("cancelled", "answered by an agent")]
+
+
+def test_low_confidence_posts_the_fallback_and_empty_fallback_posts_nothing(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
+):
+    uppzy.confidence = ("low", 0.2)
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    zendesk.create_ticket(customer, "Can you waive the fee?")
+    engine = make_engine(draft={"min_confidence": 0.5, "fallback": "Please answer this one."})
+    assert engine.run_once()
+    notes = zendesk.notes_by(zendesk.bot_user_id)
+    assert len(notes) == 1
+    assert notes[0]["body"].startswith("Please answer this one.")
+    assert "Simulated answer" not in notes[0]["body"]
+    assert "AI draft, Uppzy ref req_" in notes[0]["body"]
+
+    other = zendesk.create_ticket(customer, "And the other fee?")
+    quiet = make_engine(draft={"min_confidence": "medium", "fallback": ""},
+                        database={"url": f"sqlite:///{engine.db.url.database}x"})
+    assert quiet.run_once()
+    assert notes_per_ticket(zendesk)[other] == 0
+    assert [t.state for t in turns(quiet)] == ["cancelled", "cancelled"]
+
+
+def test_draft_template_keeps_the_answer_unchanged(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
+):
+    answer = "Line one.\n\n* bullet {with braces}\n<b>not html</b> 100%"
+    uppzy.answer_fn = lambda _session, _message: answer
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    zendesk.create_ticket(customer, "Format test")
+    engine = make_engine(
+        draft={"template": "Suggested ({confidence_level}):\n{answer}\n-- {marker}"})
+    assert engine.run_once()
+    body = zendesk.notes_by(zendesk.bot_user_id)[0]["body"]
+    assert body.startswith(f"Suggested (high):\n{answer}\n-- AI draft, Uppzy ref req_")
+
+
+def test_sync_mode_and_its_fallback_on_timeout(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
+):
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tid = zendesk.create_ticket(customer, "Sync please")
+    engine = make_engine(uppzy={"mode": "sync"})
+    assert engine.run_once()
+    assert "Simulated answer to: Sync please" in zendesk.notes_by(zendesk.bot_user_id)[0]["body"]
+    assert uppzy.call_count("chat_async") == 0
+
+    uppzy.sync_latency = 3.0
+    zendesk.add_comment(tid, customer, "Slow one")
+    engine2 = make_engine(uppzy={"mode": "sync", "answer_timeout": "1s"},
+                          database={"url": f"sqlite:///{engine.db.url.database}"})
+    engine2.run_once()
+    notes = zendesk.notes_by(zendesk.bot_user_id)
+    assert len(notes) == 2
+    assert notes[1]["body"].startswith("The AI assistant has no confident answer")
+    # The timed-out question was not asked twice.
+    assert uppzy.questions(f"zd-{tid}") == ["Sync please", "Slow one"]
+    failed = turns(engine2)[-1]
+    assert failed.outcome == "fallback" and "read timeout" in (failed.reason or "")
+
+
+def test_post_whose_response_was_lost_is_found_not_repeated(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
+):
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tid = zendesk.create_ticket(customer, "Lost response")
+    # The helpdesk takes the note, but answers after our read timeout.
+    zendesk.add_fault(Fault(kind="delay", endpoint="ticket_update", delay=1.5, times=1))
+    engine = make_engine(adapter={"timeout": "1s"})
+    drive(engine, lambda: turns(engine) and turns(engine)[0].state == "posted", timeout=30)
+    assert notes_per_ticket(zendesk)[tid] == 1
+    assert zendesk.call_count("ticket_update") == 1
+    assert turns(engine)[0].posted_id == str(zendesk.notes_by(zendesk.bot_user_id)[0]["id"])
+
+
+def test_session_refused_by_uppzy_continues_in_the_next_id(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
+):
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tid = zendesk.create_ticket(customer, "Hello")
+    engine = make_engine()
+    engine.uppzy.close_session("site-1", f"zd-{tid}")  # closed behind our back
+    assert engine.run_once()
+    assert notes_per_ticket(zendesk)[tid] == 1
+    assert uppzy.questions(f"zd-{tid}-2") == ["Hello"]
+    with Session(engine.db) as db:
+        assert db.get(ChatSession, f"zd-{tid}").state == "closed"
+
+
+def test_feedback_tag_sends_feedback_once(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
+):
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tid = zendesk.create_ticket(customer, "Rate me")
+    engine = make_engine()
+    assert engine.run_once()
+    request_id = turns(engine)[0].request_id
+    zendesk.add_tags(tid, "ai_bad")
+    assert engine.run_once()
+    zendesk.add_tags(tid, "vip")
+    assert engine.run_once()
+    assert uppzy.feedback_recorded() == {request_id: "bad"}
+    assert uppzy.call_count("feedback") == 1
+    with Session(engine.db) as db:
+        assert [f.state for f in db.exec(select(Feedback))] == ["sent"]
+
+
+def test_per_user_sessions_never_carry_the_email(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
+):
+    customer = zendesk.add_user("C", "end-user", "private.person@example.org")
+    zendesk.create_ticket(customer, "One")
+    zendesk.create_ticket(customer, "Two")
+    engine = make_engine(session="per_user")
+    assert engine.run_once()
+    session_ids = {sid for _site, sid in uppzy.sessions}
+    assert len(session_ids) == 1
+    (only,) = session_ids
+    assert only.startswith("zd-u-") and "private" not in only and "@" not in only
+    assert sorted(uppzy.questions(only)) == ["One", "Two"]
+
+
+def test_helpdesk_auth_failure_pauses_that_adapter_only(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator,
+    tmp_path, make_config,
+):
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tid = zendesk.create_ticket(customer, "Hello")
+    config = make_config()
+    good = config.adapters[0]
+    bad = good.model_copy(update={"name": "zd-bad"})
+    bad.auth = bad.auth.model_copy(update={"api_token": _secret("wrong-token")})
+    config.adapters.append(bad)
+    engine = Engine(config)
+    engine.start()
+    try:
+        assert engine.run_once()
+        assert notes_per_ticket(zendesk)[tid] == 1
+        with Session(engine.db) as db:
+            state = db.get(AdapterState, "zd-bad")
+            assert state.paused_until is not None
+            assert "authentication failed" in state.pause_reason
+            assert db.get(AdapterState, "zd").paused_until is None
+    finally:
+        engine.shutdown()
+
+
+def _secret(value: str):  # type: ignore[no-untyped-def]
+    from pydantic import SecretStr
+
+    return SecretStr(value)
+
+
+def test_unknown_adapter_in_config_is_a_config_error(make_config):
+    try:
+        make_config(adapter={"type": "nope"})
+    except ConfigError as exc:
+        assert "adapters[0].type" in str(exc)
+    else:
+        raise AssertionError("expected a ConfigError")
