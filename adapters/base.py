@@ -13,9 +13,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, field_validator
 
 from connector.durations import Duration
 from connector.http import CallObserver, HttpClient, RetryPolicy, Timeouts
@@ -187,6 +187,24 @@ class Adapter(ABC):
 
     def close(self) -> None:
         self.http.close()
+
+
+def union_by_key(key: str, when_present: type[BaseModel], otherwise: type[BaseModel]) -> Any:
+    """A settings union chosen by whether ``key`` is given (e.g. ``auth: {token: ...}``).
+
+    Choosing up front makes a config error name one variant's fields instead of listing every
+    variant's; the tags are the class names, which the config loader leaves out of key paths.
+    """
+
+    def pick(value: Any) -> str:
+        chosen = (key in value) if isinstance(value, dict) else isinstance(value, when_present)
+        return when_present.__name__ if chosen else otherwise.__name__
+
+    return Annotated[
+        Annotated[when_present, Tag(when_present.__name__)]
+        | Annotated[otherwise, Tag(otherwise.__name__)],
+        Discriminator(pick),
+    ]
 
 
 def secret_value(value: SecretStr | None) -> str:

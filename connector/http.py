@@ -15,6 +15,7 @@ import email.utils
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -146,6 +147,8 @@ class HttpClient:
         self._retry_after_from = retry_after_from
         self.observer = observer
         self._sleep = sleep
+        self._gate_lock = threading.Lock()
+        self._not_before = 0.0  # monotonic time before which the server asked for silence
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
@@ -193,11 +196,14 @@ class HttpClient:
         while True:
             attempt += 1
             try:
+                self._wait_for_gate(label)
                 return self._attempt(
                     method, url, label, params, json_body, data, headers, timeout, expect_json,
                     ok_statuses,
                 )
             except RemoteError as exc:
+                if isinstance(exc, RateLimited) and exc.retry_after and exc.status == 429:
+                    self._close_gate(exc.retry_after)
                 if exc.status == 401 and self._on_auth_failure and not auth_retried:
                     auth_retried = True
                     if self._on_auth_failure():
@@ -217,6 +223,21 @@ class HttpClient:
                     attempt, delay,
                 )
                 self._sleep(delay)
+
+    def _close_gate(self, seconds: float) -> None:
+        """A 429's ``Retry-After`` binds the whole client: rate limits are per account."""
+        with self._gate_lock:
+            self._not_before = max(self._not_before, time.monotonic() + seconds)
+
+    def _wait_for_gate(self, label: str) -> None:
+        with self._gate_lock:
+            wait = self._not_before - time.monotonic()
+        if wait <= 0:
+            return
+        if wait > self.retry.max_inline_wait:
+            raise RateLimited(f"{self.name} {label}: waiting for Retry-After", status=429,
+                              endpoint=label, retry_after=wait)
+        self._sleep(wait)
 
     @staticmethod
     def _should_retry(exc: RemoteError, idempotent: bool) -> bool:

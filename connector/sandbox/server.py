@@ -128,7 +128,7 @@ class Simulator:
         self._server = server
         self.port = server.server_address[1]
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.2},
+            target=server.serve_forever, kwargs={"poll_interval": 0.05},
             name=f"{self.service}-sim", daemon=True,
         )
         self._thread.start()

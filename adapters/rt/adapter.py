@@ -1,0 +1,478 @@
+"""Request Tracker 5 over REST2: transaction-id cursor for changes, Comments as notes.
+
+RT has no drafts, so our answer goes in as a Comment, which RT never shows to requestors. Changes
+come from the transaction search: transaction ids only grow, so ``id > N`` is an exact cursor
+with no time window to overlap. Message bodies live in attachments, which one collection call per
+ticket returns already decoded.
+
+RT answers some refusals with HTTP 200/201 and the reason inside its list of messages (an invalid
+status, for instance); ``check_messages`` turns those into typed errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from adapters.base import (
+    Adapter,
+    AdapterSettings,
+    Capabilities,
+    ChangePage,
+    Message,
+    Posted,
+    Role,
+    Ticket,
+    as_dict,
+    union_by_key,
+)
+from adapters.text import html_to_text
+from connector.errors import (
+    BadRequest,
+    ConfigError,
+    MalformedResponse,
+    NotFound,
+    PermissionDenied,
+)
+from connector.http import CallObserver
+from connector.redact import redact, register_secret
+
+log = logging.getLogger(__name__)
+
+API_PATH = "/REST/2.0"
+# What a poll reports: messages, notes and the status/field changes that can resolve or reopen.
+POLL_TYPES = ("Create", "Correspond", "Comment", "Status", "Set")
+# What a conversation shows; EmailRecord is RT's copy of outgoing mail (autoreplies included).
+HISTORY_TYPES = (*POLL_TYPES, "EmailRecord")
+MESSAGE_TYPES = frozenset({"Create", "Correspond", "Comment"})
+SYSTEM_USERS = frozenset({"RT_System", "Nobody"})
+MAX_PAGE = 100  # RT's cap on per_page
+MAX_LIST_PAGES = 50  # 5000 transactions or parts: a ticket beyond that is not a conversation
+USER_CACHE_SECONDS = 600.0
+# English wording of RT's refusals inside a 2xx answer; RT gives no other signal for them.
+_FAILURE = re.compile(
+    r"(?i)permission denied|isn't a valid|is not a valid|\binvalid\b|\billegal\b|couldn't|"
+    r"could not|\bcannot\b|can't|unable to|\bfailed\b|not allowed|internal error|no permission"
+)
+_PERMISSION = re.compile(r"(?i)permission denied|no permission|not allowed")
+_TOKEN_USER = re.compile(r"^\d+-(\d+)-[0-9a-f]+$", re.IGNORECASE)
+_TRANSACTION_LOCATION = re.compile(r"/transaction/(\d+)/?$")
+_UNSET_DATE = "1970-01-01T00:00:00Z"
+
+
+class RTTokenAuth(BaseModel):
+    """An RT auth token (RT::Authen::Token, built into RT 5): ``Authorization: token …``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: SecretStr = Field(min_length=1)
+
+
+class RTPasswordAuth(BaseModel):
+    """An RT user's name and password over HTTP Basic; every request costs RT a bcrypt check."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1)
+    password: SecretStr = Field(min_length=1)
+
+
+RTAuth = union_by_key("token", RTTokenAuth, RTPasswordAuth)
+
+
+class RTSettings(AdapterSettings):
+    """One RT instance. ``url`` is RT's base address, e.g. ``https://rt.example.com``.
+
+    The connector's RT user needs ShowTicket, ShowTicketComments and CommentOnTicket on the
+    watched queues, and AdminUsers (or the author roles fall back to "requestor or not").
+    """
+
+    type: Literal["rt"]
+    auth: RTAuth
+    queues: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None, min_length=1,
+        description="Queue names (or ids) to watch; all queues the user can see when unset.",
+    )
+    inactive_statuses: list[str] = Field(
+        default_factory=lambda: ["resolved", "rejected", "deleted"], min_length=1,
+        description="Statuses that end the conversation (the lifecycle's inactive ones).",
+    )
+    page_size: int = Field(
+        default=MAX_PAGE, ge=1, le=MAX_PAGE, description="Transactions per change page.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _base_address(cls, value: str) -> str:
+        """Accept the REST2 address people copy from RT's docs; we add ``/REST/2.0`` ourselves."""
+        return value.removesuffix(API_PATH)
+
+
+class RTAdapter(Adapter):
+    """Request Tracker 5 through REST2."""
+
+    type_name = "rt"
+    capabilities = Capabilities(drafts=False, webhook=None)
+    settings_model = RTSettings
+    simulator = None
+
+    settings: RTSettings
+
+    def __init__(self, settings: AdapterSettings, *, observer: CallObserver | None = None) -> None:
+        if not isinstance(settings, RTSettings):
+            raise TypeError("RTAdapter needs RTSettings")
+        self._authorization = _authorization(settings.auth)
+        self._inactive = frozenset(s.lower() for s in settings.inactive_statuses)
+        self._users: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        super().__init__(settings, observer=observer)
+
+    def api_base(self) -> str:
+        return self.settings.url + API_PATH
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": self._authorization}
+
+    # ----- reads -----------------------------------------------------------------------------
+    def check(self) -> str:
+        """RT's version and our user; also that every configured queue exists for that user,
+        because RT answers a search on an unknown queue with silence, not an error."""
+        resp = self.http.request("GET", "/rt", endpoint="rt")
+        version = _safe(as_dict(resp.data).get("Version")) or "?"
+        who = self._own_user_name()
+        for index, queue in enumerate(self.settings.queues or []):
+            try:
+                self.http.request("GET", f"/queue/{_segment(queue)}", endpoint="queue")
+            except (NotFound, PermissionDenied) as exc:
+                raise ConfigError(
+                    f"adapters.{self.name}.queues[{index}]: RT has no queue {queue!r} that "
+                    f"{who} can see"
+                ) from exc
+        return f"RT {version} as {who}"
+
+    def poll_changes(self, cursor: str | None, start_from: datetime) -> ChangePage:
+        """One page of transactions after the cursor, as the tickets they belong to.
+
+        The new cursor is the page's highest transaction id. A first poll that finds nothing
+        returns the newest id that existed *before* its time-based search, so nothing committed
+        between the two calls is skipped. Transaction ids follow commit order on SQLite; on
+        MySQL and PostgreSQL a long transaction (a ticket Create running scrips) can commit after
+        a higher id, a window RT itself gives no way to close.
+        """
+        if cursor is None:
+            floor = self._newest_transaction_id()
+            condition = f"Created > '{_utc(start_from).strftime('%Y-%m-%d %H:%M:%S')}'"
+        else:
+            floor = _cursor_id(cursor)
+            condition = f"id > {floor}"
+        body = self._page("/transactions", "transactions", {
+            "query": self._transaction_query(condition),
+            "fields": "ObjectId", "orderby": "id", "order": "ASC",
+            "per_page": self.settings.page_size,
+        })
+        items = body["items"]
+        ticket_ids: list[str] = []
+        for item in items:
+            ticket_id = _id(as_dict(item).get("ObjectId"))
+            if ticket_id is not None and ticket_id not in ticket_ids:
+                ticket_ids.append(ticket_id)
+        tickets: dict[str, Ticket] = {}
+        for ticket_id in ticket_ids:
+            try:
+                ticket = self.get_ticket(ticket_id)
+            except (NotFound, PermissionDenied) as exc:  # shredded, or moved out of our sight
+                log.debug("%s: changed ticket %s skipped: %s", self.name, ticket_id, exc)
+                continue
+            tickets.setdefault(ticket.external_id, ticket)  # merged tickets answer as one
+        ids = [int(i) for item in items if (i := _id(as_dict(item).get("id"))) is not None]
+        new_cursor = str(max(ids) if ids else floor)
+        # RT leaves out rows the user may not see after counting, so a short page is not proof
+        # of the end; stopping early only defers the rest to the next poll.
+        more = bool(body.get("next_page")) or len(items) >= self.settings.page_size
+        return ChangePage(list(tickets.values()), new_cursor, more and new_cursor != cursor)
+
+    def get_ticket(self, ticket_id: str) -> Ticket:
+        resp = self.http.request("GET", f"/ticket/{_ticket_number(ticket_id)}", endpoint="ticket")
+        return self._ticket(as_dict(resp.data))
+
+    def list_messages(self, ticket: Ticket) -> list[Message]:
+        """History and bodies in two collection reads (plus a page check each); users cached."""
+        number = _ticket_number(ticket.external_id)
+        transactions = self._all_pages(f"/ticket/{number}/history", "history", {
+            "query": _json_query("Type", HISTORY_TYPES),
+            "fields": "Type,Creator,Created,Field,OldValue,NewValue", "orderby": "id",
+            "order": "ASC",
+        })
+        parts = self._all_pages(f"/ticket/{number}/attachments", "attachments", {
+            "query": _json_query("ContentType", ("text/plain", "text/html")),
+            "fields": "TransactionId,ContentType,Content,Filename", "orderby": "id",
+            "order": "ASC",
+        })
+        bodies = _bodies(parts)
+        messages = [
+            message for item in transactions
+            if (message := self._message(as_dict(item), ticket, bodies)) is not None
+        ]
+        return sorted(messages, key=lambda m: (m.created_at, int(m.external_id)))
+
+    # ----- writes ----------------------------------------------------------------------------
+    def post_draft(self, ticket_id: str, text: str) -> Posted:
+        """Add a Comment: RT keeps comments from requestors, so only staff ever see it."""
+        number = _ticket_number(ticket_id)
+        try:
+            resp = self.http.request(
+                "POST", f"/ticket/{number}/comment", endpoint="comment",
+                json_body={"Content": text, "ContentType": "text/plain"}, idempotent=False,
+            )
+        except BadRequest as exc:
+            # RT refuses a comment on a missing ticket as "Permission Denied" (400): tell apart.
+            if not _PERMISSION.search(exc.detail):
+                raise
+            self.get_ticket(ticket_id)  # raises NotFound when that is the real reason
+            raise PermissionDenied(str(exc.args[0]), status=exc.status, detail=exc.detail,
+                                   endpoint=exc.endpoint) from exc
+        match = _TRANSACTION_LOCATION.search(resp.headers.get("Location", ""))
+        if match is not None:  # the comment exists; nothing else in the answer can undo that
+            return Posted(match.group(1), "note")
+        check_messages(resp.data, f"{self.name} comment")
+        # Something between us and RT dropped the Location header. The comment is there, so
+        # raising would post it twice; the engine finds it again by its marker.
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        log.warning("%s: RT named no transaction for the comment on %s", self.name, number)
+        return Posted(f"comment-{number}-{digest}", "note")
+
+    # ----- helpers ---------------------------------------------------------------------------
+    def _transaction_query(self, condition: str) -> str:
+        type_list = " OR ".join(f"Type = {_quote(t)}" for t in POLL_TYPES)
+        query = f"ObjectType = 'RT::Ticket' AND {condition} AND ( {type_list} )"
+        if self.settings.queues:
+            queues = " OR ".join(f"TicketQueue = {_quote(q)}" for q in self.settings.queues)
+            query += f" AND ( {queues} )"
+        return query
+
+    def _newest_transaction_id(self) -> int:
+        body = self._page("/transactions", "transactions", {
+            "query": self._transaction_query("id > 0"), "fields": "Type",
+            "orderby": "id", "order": "DESC", "per_page": 1,
+        })
+        ids = [int(i) for item in body["items"] if (i := _id(as_dict(item).get("id")))]
+        return max(ids, default=0)
+
+    def _page(self, path: str, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
+        resp = self.http.request("GET", path, endpoint=endpoint, params=params)
+        body = as_dict(resp.data)
+        if not isinstance(body.get("items"), list):
+            raise MalformedResponse(f"{self.name} {endpoint}: no items list", endpoint=endpoint)
+        return body
+
+    def _all_pages(self, path: str, endpoint: str, params: dict[str, Any]) -> list[Any]:
+        """Every item, page by page until an empty page.
+
+        Not until a short page: RT drops rows the user may not see (outgoing mail without
+        ShowOutgoingEmail, for one) after paging, so a short page can sit in the middle.
+        """
+        items: list[Any] = []
+        for page in range(1, MAX_LIST_PAGES + 1):
+            body = self._page(path, endpoint, {**params, "per_page": MAX_PAGE, "page": page})
+            if not body["items"]:
+                return items
+            items.extend(body["items"])
+        log.warning("%s %s: stopped after %d pages", self.name, endpoint, MAX_LIST_PAGES)
+        return items
+
+    def _ticket(self, data: dict[str, Any]) -> Ticket:
+        ticket_id = _id(data.get("id"))
+        status = data.get("Status")
+        if ticket_id is None or not isinstance(status, str):
+            raise MalformedResponse(f"{self.name} ticket: no id or status", endpoint="ticket")
+        requestors = data.get("Requestor")
+        requester = _id(as_dict(requestors[0]).get("id")) if isinstance(requestors, list) \
+            and requestors else None
+        user = self._user(requester) if requester else None
+        email = user.get("EmailAddress") if user else None
+        return Ticket(
+            external_id=ticket_id,
+            status=status,
+            resolved=status.lower() in self._inactive,
+            updated_at=_time(data.get("LastUpdated")),
+            subject=data.get("Subject") if isinstance(data.get("Subject"), str) else None,
+            requester_id=requester,
+            requester_email=email if isinstance(email, str) and email else None,
+            url=f"{self.settings.url}/Ticket/Display.html?id={ticket_id}",
+        )
+
+    def _message(
+        self, item: dict[str, Any], ticket: Ticket, bodies: dict[str, str]
+    ) -> Message | None:
+        txn_id = _id(item.get("id"))
+        kind = item.get("Type")
+        created = _time(item.get("Created"))
+        if txn_id is None or not isinstance(kind, str) or created is None:
+            return None
+        author = _id(as_dict(item.get("Creator")).get("id"))
+        if kind in MESSAGE_TYPES and author not in SYSTEM_USERS:
+            role = self._role(author, ticket)
+            public = kind != "Comment"
+            body = bodies.get(txn_id, "")
+        else:
+            role = Role.SYSTEM
+            # Customers see status changes; comments and copies of outgoing mail stay with staff.
+            public = kind not in ("Comment", "EmailRecord")
+            body = bodies.get(txn_id) or _change_text(kind, item)
+        return Message(
+            external_id=txn_id, ticket_id=ticket.external_id, created_at=created, role=role,
+            public=public, body=body, author_id=author,
+        )
+
+    def _role(self, author: str | None, ticket: Ticket) -> Role:
+        """Staff are RT's privileged users; without the right to read that flag, the ticket's
+        requestor is the customer and anyone else is taken for staff."""
+        if author is None:
+            return Role.SYSTEM
+        privileged = (self._user(author) or {}).get("Privileged")
+        if privileged is None:
+            return Role.CUSTOMER if author == ticket.requester_id else Role.AGENT
+        return Role.AGENT if str(privileged) == "1" else Role.CUSTOMER
+
+    def _user(self, name: str) -> dict[str, Any] | None:
+        """The user record, cached a while; None when RT will not show it to us."""
+        now = time.monotonic()
+        cached = self._users.get(name)
+        if cached is not None and now - cached[0] < USER_CACHE_SECONDS:
+            return cached[1]
+        try:
+            user: dict[str, Any] | None = as_dict(
+                self.http.request("GET", f"/user/{_segment(name)}", endpoint="user").data
+            )
+        except (NotFound, PermissionDenied):
+            user = None
+        self._users[name] = (now, user)
+        return user
+
+    def _own_user_name(self) -> str:
+        auth = self.settings.auth
+        if isinstance(auth, RTPasswordAuth):
+            return auth.username
+        match = _TOKEN_USER.match(auth.token.get_secret_value())
+        user = self._user(match.group(1)) if match else None  # a token names its user's id
+        name = user.get("Name") if user else None
+        return _safe(name) or "the token's user"
+
+
+def check_messages(data: Any, what: str) -> list[str]:
+    """RT's result messages; raises when one of them is a refusal dressed as success."""
+    messages = [str(m) for m in data] if isinstance(data, list) else []
+    failures = [m for m in messages if _FAILURE.search(m)]
+    if failures:
+        detail = redact(" ".join("; ".join(failures).split())[:300])
+        cls = PermissionDenied if any(_PERMISSION.search(m) for m in failures) else BadRequest
+        raise cls(f"{what}: RT refused", status=200, detail=detail, endpoint=what)
+    return messages
+
+
+def _authorization(auth: RTTokenAuth | RTPasswordAuth) -> str:
+    """The Authorization header; every form of the secret is registered so logs mask it."""
+    if isinstance(auth, RTTokenAuth):
+        token = auth.token.get_secret_value()
+        register_secret(token)
+        return f"token {token}"
+    password = auth.password.get_secret_value()
+    encoded = base64.b64encode(f"{auth.username}:{password}".encode()).decode()
+    register_secret(password)
+    register_secret(encoded)
+    return f"Basic {encoded}"
+
+
+def _bodies(parts: list[Any]) -> dict[str, str]:
+    """Clean text per transaction: its text/plain parts, else its HTML parts as text.
+
+    Parts with a file name are attachments, not the message.
+    """
+    plain: dict[str, list[str]] = {}
+    html: dict[str, list[str]] = {}
+    for part in parts:
+        part = as_dict(part)
+        txn_id = _id(part.get("TransactionId"))
+        content = part.get("Content")
+        if txn_id is None or not isinstance(content, str) or part.get("Filename"):
+            continue
+        kind = str(part.get("ContentType", "")).lower()
+        (plain if kind == "text/plain" else html).setdefault(txn_id, []).append(content)
+    texts = {txn: html_to_text("\n".join(chunks)) for txn, chunks in html.items()}
+    texts.update({txn: "\n\n".join(c.strip() for c in chunks).strip()
+                  for txn, chunks in plain.items()})
+    return texts
+
+
+def _change_text(kind: str, item: dict[str, Any]) -> str:
+    field = item.get("Field") or kind
+    old, new = item.get("OldValue") or "", item.get("NewValue") or ""
+    return f"{field}: {old} -> {new}" if old or new else kind
+
+
+def _json_query(field: str, values: tuple[str, ...]) -> str:
+    """REST2's JSON search; conditions on the same field are OR-ed."""
+    return json.dumps([{"field": field, "value": v} for v in values])
+
+
+def _quote(value: str) -> str:
+    """A TicketSQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="@")
+
+
+def _id(value: Any) -> str | None:
+    """RT sends ids as numbers in records and as strings in collections; we use strings."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _ticket_number(ticket_id: str) -> int:
+    try:
+        return int(ticket_id)
+    except (TypeError, ValueError):
+        raise NotFound(f"not an RT ticket id: {ticket_id!r}", endpoint="ticket") from None
+
+
+def _cursor_id(cursor: str) -> int:
+    try:
+        return int(cursor)
+    except ValueError:
+        raise ConfigError(f"not an RT cursor (a transaction id): {cursor!r}") from None
+
+
+def _utc(when: datetime) -> datetime:
+    """UTC, which RT reads TicketSQL dates in when the user's (or server's) zone is UTC."""
+    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value or value == _UNSET_DATE:
+        return None
+    try:
+        return _utc(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+def _safe(value: Any) -> str:
+    """Server-provided text fit for a status line: one short line, secrets masked."""
+    if not isinstance(value, str):
+        return ""
+    return redact(" ".join(value.split())[:80])

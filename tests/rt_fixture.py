@@ -1,0 +1,60 @@
+"""A real Request Tracker for the test session (``scripts/rt_server.py``), or a clear skip.
+
+Without RT's Debian packages the RT tests are skipped with the command that installs them; with
+``CI=true`` that skip is a failure instead, so a CI machine that lost RT cannot pass silently.
+When the packages are there but RT will not start, that is a failure everywhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+
+def _load_rt_server() -> ModuleType:
+    """``scripts/`` is not a package; load the module by path, once per process."""
+    if "rt_server" in sys.modules:
+        return sys.modules["rt_server"]
+    path = Path(__file__).resolve().parent.parent / "scripts" / "rt_server.py"
+    spec = importlib.util.spec_from_file_location("rt_server", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["rt_server"] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+rt_server_module = _load_rt_server()
+RTServer = rt_server_module.RTServer
+RTUser = rt_server_module.RTUser
+AGENT = rt_server_module.AGENT
+CUSTOMER = rt_server_module.CUSTOMER
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+@pytest.fixture(scope="session")
+def rt_server() -> Iterator[RTServer]:
+    """RT 5 on 127.0.0.1 with the seed of ``scripts/rt_server.py``; stopped after the session."""
+    if rt_server_module.installed_version() is None:
+        reason = f"Request Tracker is not installed; {rt_server_module.INSTALL_HINT}"
+        if _in_ci():
+            pytest.fail(f"{reason} (CI=true: RT tests must run)", pytrace=False)
+        pytest.skip(reason)
+    server = RTServer()
+    try:
+        server.start()
+    except rt_server_module.RTError as exc:
+        pytest.fail(f"Request Tracker did not start: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
