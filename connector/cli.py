@@ -28,8 +28,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 app.add_typer(db_app, name="db")
 
-out = Console()
-err = Console(stderr=True)
+# Piped output (logs, CI, scripts) is not wrapped at 80 columns: rows stay greppable.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 log = logging.getLogger("connector")
 
 ConfigOpt = Annotated[Path | None, typer.Option(

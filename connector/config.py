@@ -43,7 +43,6 @@ class UppzySettings(_Strict):
     connect_timeout: Duration = 5.0
     read_timeout: Duration = 30.0
     response_language: str | None = None
-    send_email: bool = False
 
     @field_validator("base_url")
     @classmethod

@@ -146,3 +146,11 @@ def test_console_script_exits_2_before_any_remote_call(tmp_path: Path):
     )
     assert proc.returncode == 2
     assert "foo: unknown key" in proc.stderr
+
+
+def test_config_example_documents_a_valid_config(monkeypatch: pytest.MonkeyPatch):
+    for key in ("UPPZY_API_KEY", "UPPZY_SITE_ID", "ZENDESK_API_TOKEN", "RT_TOKEN"):
+        monkeypatch.setenv(key, "value-for-test")
+    config = load_config(Path(__file__).parent.parent / "config.example.yaml")
+    assert [a.type for a in config.adapters] == ["zendesk", "rt"]
+    assert config.draft.template == "{answer}\n\n— {marker}"

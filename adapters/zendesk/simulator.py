@@ -158,6 +158,7 @@ class ZendeskSimulator(Simulator):
             for category in CATEGORIES:
                 label = "On-hold" if category == "hold" else category.capitalize()
                 self._default_status[category] = self.add_custom_status(label, category)
+        self.bot_email, self.bot_api_token = bot_email, api_token
         self.bot_user_id = self.add_user("Uppzy Bot", "agent", email=bot_email)
         self.add_api_token(self.bot_user_id, api_token)
         self.add_access_token(self.bot_user_id, access_token)
@@ -301,6 +302,10 @@ class ZendeskSimulator(Simulator):
         """The ticket as the API serves it, e.g. to build a custom answer for a Fault."""
         with self.lock:
             return self._ticket_json(self.tickets[ticket_id])
+
+    def adapter_config(self) -> dict[str, Any]:
+        return {"url": self.url,
+                "auth": {"email": self.bot_email, "api_token": self.bot_api_token}}
 
     def state(self) -> dict[str, Any]:
         with self.lock:
