@@ -147,3 +147,20 @@ def test_status_and_db_upgrade_on_a_fresh_database(config_file):
     assert report["adapters"][0]["cursor_age_seconds"] is None
     table = connector("status", "--config", str(path))
     assert "zd" in table.stdout and "never" in table.stdout
+
+
+def test_demo_shows_the_daemon_at_work():
+    result = connector("demo", "--seconds", "22", "--log-level", "warning", timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = {int(m.group(1)): m.group(0) for m in re.finditer(r"│ (\d+) +│.*", result.stdout)}
+    assert set(rows) == set(range(1, 9))
+
+    def drafts(ticket: int) -> int:
+        return int(rows[ticket].split("│")[3])
+
+    assert drafts(1) == 2  # the follow-up got its own draft
+    assert drafts(2) == 0  # an agent had already replied
+    assert drafts(3) == 1  # an internal note does not answer the customer
+    assert "demo-zendesk-4" in rows[4].split("│")[5]  # resolved: session closed
+    assert "demo-zendesk-5-2" in rows[5]  # reopened: the next session
+    assert "'good'" in result.stdout  # feedback from the ai_good tag
