@@ -46,6 +46,7 @@ def close_sessions(engine: Engine, limit: int = 50) -> int:
                 db.add(row)
                 closed += 1
         log.info("session %s closed (%s)", chat.session_id, chat.reason or "resolved")
+        engine.emit("session_closed", adapter=chat.adapter, session_id=chat.session_id)
     return closed
 
 
@@ -79,6 +80,8 @@ def send_feedback(engine: Engine, limit: int = 50) -> int:
                 sent += 1
         log.info("feedback %s sent for %s (%s/%s)", item.value, item.request_id, item.adapter,
                  item.ticket_id)
+        engine.emit("feedback_sent", adapter=item.adapter, ticket_id=item.ticket_id,
+                    request_id=item.request_id, value=item.value)
     return sent
 
 

@@ -73,6 +73,7 @@ def handle_adapter_error(engine: Engine, name: str, exc: RemoteError, doing: str
         log.error("adapter %s paused: %s while %s (%s); retrying in %ds", name, kind, doing,
                   exc, AUTH_PAUSE)
         pause_adapter(engine, name, AUTH_PAUSE, f"{kind}: {exc}")
+        engine.emit("adapter_paused", adapter=name, reason=kind, status=exc.status)
     elif isinstance(exc, RateLimited):
         wait = exc.retry_after or 60.0
         log.warning("adapter %s rate limited while %s; pausing %.0fs", name, doing, wait)
@@ -106,6 +107,7 @@ def poll_adapter(engine: Engine, name: str) -> int:
             page = adapter.poll_changes(cursor, epoch)
         except RemoteError as exc:
             handle_adapter_error(engine, name, exc, "polling changes")
+            engine.emit("poll_failed", adapter=name, error=type(exc).__name__)
             return marked
         with session_scope(engine.db) as db:
             for ticket in page.tickets:
@@ -124,6 +126,7 @@ def poll_adapter(engine: Engine, name: str) -> int:
             break
     if marked:
         log.info("adapter %s: %d changed ticket(s) to read", name, marked)
+    engine.emit("poll_ok", adapter=name, tickets=marked)
     return marked
 
 

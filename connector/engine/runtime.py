@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, update
 from sqlmodel import col, select
@@ -27,7 +28,7 @@ from connector.engine import housekeeping, ingest, turns
 from connector.engine.estimator import AnswerTimeEstimator
 from connector.engine.turns import UppzyAccessError
 from connector.errors import AuthenticationFailed, PermissionDenied, RemoteError
-from connector.http import CallObserver, RetryPolicy, Timeouts
+from connector.http import RetryPolicy, Timeouts
 from connector.store.db import make_engine, migrate, session_scope
 from connector.store.models import (
     ACTIVE_TURN_STATES,
@@ -41,24 +42,28 @@ from connector.uppzy import UppzyClient
 
 log = logging.getLogger(__name__)
 
+Listener = Callable[[str, dict[str, Any]], None]
+"""Receives every engine event: (name, fields). See ``Engine.emit`` for the names."""
+
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 300.0
 
 
 class Engine:
-    def __init__(self, config: Config, *, observer: CallObserver | None = None) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
+        self._listeners: list[Listener] = []
         self.instance_id = config.engine.instance_id or f"{socket.gethostname()}-{os.getpid()}"
         self.db = make_engine(config.database.url)
         self.adapters: dict[str, Adapter] = {
-            s.name: adapter_class(s.type)(s, observer=observer) for s in config.adapters
+            s.name: adapter_class(s.type)(s, observer=self._observe_http) for s in config.adapters
         }
         u = config.uppzy
         self.uppzy = UppzyClient(
             u.base_url, u.api_key.get_secret_value(),
             timeouts=Timeouts(connect=u.connect_timeout, read=u.read_timeout),
             retry=RetryPolicy(attempts=3, max_inline_wait=2.0),
-            observer=observer,
+            observer=self._observe_http,
             sync_read_timeout=u.answer_timeout,
         )
         self.estimator = AnswerTimeEstimator(default_first_poll=min(u.poll_interval, 2.0))
@@ -165,6 +170,28 @@ class Engine:
         except UppzyAccessError as exc:
             self._set_fatal(exc)
 
+    # ----- events --------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> None:
+        """Metrics, notifications and tests listen here instead of reaching into the steps."""
+        self._listeners.append(listener)
+
+    def emit(self, event: str, **fields: Any) -> None:
+        """Tell listeners what happened. Events: ``http_call`` (client, endpoint, outcome,
+        seconds), ``poll_ok``/``poll_failed``, ``adapter_paused``, ``turn_submitted``,
+        ``turn_answered``, ``turn_failed``, ``turn_posted``, ``session_closed``,
+        ``feedback_sent``, ``uppzy_refused``. Turn events carry adapter, ticket_id, session_id,
+        request_id and turn_id. A failing listener is logged, never allowed to stop the work.
+        """
+        for listener in self._listeners:
+            try:
+                listener(event, fields)
+            except Exception:
+                log.exception("event listener failed on %s", event)
+
+    def _observe_http(self, client: str, endpoint: str, outcome: str, seconds: float) -> None:
+        self.emit("http_call", client=client, endpoint=endpoint, outcome=outcome,
+                  seconds=seconds)
+
     # ----- helpers used by the steps ---------------------------------------------------------
     def site_for(self, adapter_name: str) -> str:
         return self.config.site_for(self.config.adapter(adapter_name))
@@ -246,3 +273,4 @@ class Engine:
         if self.fatal is None:
             log.critical("%s; stopping. Fix uppzy.api_key / the plan and start again.", exc)
             self.fatal = exc
+            self.emit("uppzy_refused", reason=str(exc))

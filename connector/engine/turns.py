@@ -175,6 +175,7 @@ def _submit(engine: Engine, turn: Turn) -> None:
         db.add(row)
     log.info("turn %d (%s/%s) asked: session %s request %s", turn.id, turn.adapter,
              turn.ticket_id, turn.session_id, request_id)
+    engine.emit("turn_submitted", **turn_fields(row))
     log.debug("turn %d question: %s", turn.id, turn.question)
 
 
@@ -252,6 +253,10 @@ def _store_answer(engine: Engine, row: Turn, answer: ChatAnswer) -> None:
     _release(row)
     log.info("turn %d (%s/%s) answered (%s, confidence %s)", row.id, row.adapter,
              row.ticket_id, row.request_id, answer.confidence_level or "n/a")
+    submitted = row.submitted_at or row.answered_at
+    engine.emit("turn_answered", **turn_fields(row), polls=row.polls, low_confidence=low,
+                seconds=(row.answered_at - submitted).total_seconds(),
+                confidence_level=answer.confidence_level)
 
 
 def _touch_session(db: Session, turn: Turn, at: datetime) -> None:
@@ -338,6 +343,7 @@ def _give_up(engine: Engine, turn: Turn, reason: str) -> None:
         db.add(row)
     log.warning("turn %d (%s/%s) failed: %s%s", turn.id, turn.adapter, turn.ticket_id, reason,
                 "" if fallback is None else "; posting the fallback note")
+    engine.emit("turn_failed", **turn_fields(row), reason=reason, fallback=fallback is not None)
 
 
 # ----- posting ------------------------------------------------------------------------------
@@ -362,6 +368,12 @@ def _post(engine: Engine, turn: Turn) -> None:
             found = adapter.find_posted(ticket, render.marker(ref))
             if found is not None:
                 _mark_posted(engine, turn, found, reconciled=True)
+                return
+            if ticket.resolved:  # resolved while our first attempt was unconfirmed
+                with session_scope(engine.db) as db:
+                    row = _reload(db, turn)
+                    cancel(row, f"ticket {ticket.status or 'resolved'}")
+                    db.add(row)
                 return
         else:
             with session_scope(engine.db) as db:
@@ -420,6 +432,15 @@ def _mark_posted(
     log.info("turn %d (%s/%s) posted as %s %s%s", turn.id, turn.adapter, turn.ticket_id,
              "fallback" if row.outcome == "fallback" else kind, posted_id,
              " (found from an earlier attempt)" if reconciled else "")
+    engine.emit("turn_posted", **turn_fields(row), outcome=row.outcome, kind=kind,
+                reconciled=reconciled, posted_id=posted_id,
+                seconds=(row.posted_at - row.last_message_at).total_seconds())
+
+
+def turn_fields(turn: Turn) -> dict[str, object]:
+    """The identifiers every event and log line about a turn carries."""
+    return {"adapter": turn.adapter, "ticket_id": turn.ticket_id, "session_id": turn.session_id,
+            "request_id": turn.request_id, "turn_id": turn.id}
 
 
 def _reload(db: Session, turn: Turn) -> Turn:
