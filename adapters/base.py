@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -18,7 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, field_validator
 
 from connector.durations import Duration
-from connector.http import CallObserver, HttpClient, RetryPolicy, Timeouts
+from connector.http import CallObserver, HttpClient, RetryPolicy, Timeouts, header_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,11 @@ class AdapterSettings(BaseModel):
         description="On first start, how far back (seconds) to look for changes.",
     )
     timeout: Duration = 30.0
+    close_after_idle: Duration | None = Field(
+        default=None, gt=0,
+        description="Close a session after this long without a customer message, even while "
+        "the ticket stays open; the next message continues in the next session id.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -126,6 +132,8 @@ class Adapter(ABC):
     capabilities: ClassVar[Capabilities]
     settings_model: ClassVar[type[AdapterSettings]] = AdapterSettings
     simulator: ClassVar[str | None] = None
+    retry_after_header: ClassVar[str | None] = None
+    """The vendor's own "wait this long" header on a 429, when it sends no ``Retry-After``."""
 
     def __init__(self, settings: AdapterSettings, *, observer: CallObserver | None = None) -> None:
         self.settings = settings
@@ -144,6 +152,8 @@ class Adapter(ABC):
             retry=RetryPolicy(),
             auth_headers=self.auth_headers,
             on_auth_failure=self.refresh_credentials,
+            retry_after_from=header_retry_after(self.retry_after_header)
+            if self.retry_after_header else None,
             observer=observer,
         )
 
@@ -184,6 +194,14 @@ class Adapter(ABC):
             if marker in message.body:
                 return message.external_id
         return None
+
+    def list_tickets(self, since: datetime, until: datetime | None) -> Iterator[list[Ticket]]:
+        """Pages of tickets changed between ``since`` and ``until`` (None: now), for backfill.
+
+        The listing keeps its own position and never touches the live cursor. Optional: an
+        adapter without it cannot be backfilled.
+        """
+        raise NotImplementedError(f"{self.type_name} adapters do not support backfill")
 
     def close(self) -> None:
         self.http.close()

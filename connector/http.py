@@ -94,6 +94,15 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
+def header_retry_after(name: str) -> Callable[[requests.Response], float | None]:
+    """For vendors that say how long to wait in their own header instead of ``Retry-After``."""
+
+    def seconds(resp: requests.Response) -> float | None:
+        return parse_retry_after(resp.headers.get(name))
+
+    return seconds
+
+
 def _error_text(body: Any, text: str) -> str:
     """The server's own reason, from the usual error shapes, shortened and redacted."""
     detail: Any = None

@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -35,11 +36,12 @@ from adapters.base import (
     as_dict,
     union_by_key,
 )
-from adapters.text import html_to_text
+from adapters.text import body_text, clean_body
 from connector.errors import (
     BadRequest,
     ConfigError,
     MalformedResponse,
+    Moved,
     NotFound,
     PermissionDenied,
 )
@@ -49,13 +51,15 @@ from connector.redact import redact, register_secret
 log = logging.getLogger(__name__)
 
 API_PATH = "/REST/2.0"
-# What a poll reports: messages, notes and the status/field changes that can resolve or reopen.
-POLL_TYPES = ("Create", "Correspond", "Comment", "Status", "Set")
 # What a conversation shows; EmailRecord is RT's copy of outgoing mail (autoreplies included).
-HISTORY_TYPES = (*POLL_TYPES, "EmailRecord")
+HISTORY_TYPES = ("Create", "Correspond", "Comment", "Status", "Set", "EmailRecord")
+# What a poll reports: messages, notes, the status/field changes that can resolve or reopen, and
+# links, because a merge is only an AddLink (MergedInto) on both tickets.
+POLL_TYPES = ("Create", "Correspond", "Comment", "Status", "Set", "AddLink")
 MESSAGE_TYPES = frozenset({"Create", "Correspond", "Comment"})
 SYSTEM_USERS = frozenset({"RT_System", "Nobody"})
 MAX_PAGE = 100  # RT's cap on per_page
+MAX_BACKFILL_PAGES = 10_000  # a bound for the loop, far beyond any instance's ticket count
 MAX_LIST_PAGES = 50  # 5000 transactions or parts: a ticket beyond that is not a conversation
 USER_CACHE_SECONDS = 600.0
 # English wording of RT's refusals inside a 2xx answer; RT gives no other signal for them.
@@ -67,6 +71,7 @@ _PERMISSION = re.compile(r"(?i)permission denied|no permission|not allowed")
 _TOKEN_USER = re.compile(r"^\d+-(\d+)-[0-9a-f]+$", re.IGNORECASE)
 _TRANSACTION_LOCATION = re.compile(r"/transaction/(\d+)/?$")
 _UNSET_DATE = "1970-01-01T00:00:00Z"
+_Parts = tuple[str | None, str | None]  # a transaction's text/plain and text/html content
 
 
 class RTTokenAuth(BaseModel):
@@ -188,10 +193,12 @@ class RTAdapter(Adapter):
         for ticket_id in ticket_ids:
             try:
                 ticket = self.get_ticket(ticket_id)
+            except Moved:  # merged: finished under this id; reading it again ends its work
+                ticket = Ticket(external_id=ticket_id, status="merged", resolved=True)
             except (NotFound, PermissionDenied) as exc:  # shredded, or moved out of our sight
                 log.debug("%s: changed ticket %s skipped: %s", self.name, ticket_id, exc)
                 continue
-            tickets.setdefault(ticket.external_id, ticket)  # merged tickets answer as one
+            tickets.setdefault(ticket.external_id, ticket)
         ids = [int(i) for item in items if (i := _id(as_dict(item).get("id"))) is not None]
         new_cursor = str(max(ids) if ids else floor)
         # RT leaves out rows the user may not see after counting, so a short page is not proof
@@ -200,17 +207,24 @@ class RTAdapter(Adapter):
         return ChangePage(list(tickets.values()), new_cursor, more and new_cursor != cursor)
 
     def get_ticket(self, ticket_id: str) -> Ticket:
-        resp = self.http.request("GET", f"/ticket/{_ticket_number(ticket_id)}", endpoint="ticket")
-        return self._ticket(as_dict(resp.data))
+        """The ticket; Moved when RT answers with the ticket it was merged into."""
+        number = _ticket_number(ticket_id)
+        resp = self.http.request("GET", f"/ticket/{number}", endpoint="ticket")
+        ticket = self._ticket(as_dict(resp.data))
+        if ticket.external_id != str(number):
+            raise Moved(f"{self.name}: ticket {number} was merged into {ticket.external_id}",
+                        status=resp.status, endpoint="ticket")
+        return ticket
 
     def list_messages(self, ticket: Ticket) -> list[Message]:
         """History and bodies in two collection reads (plus a page check each); users cached."""
         number = _ticket_number(ticket.external_id)
         transactions = self._all_pages(f"/ticket/{number}/history", "history", {
             "query": _json_query("Type", HISTORY_TYPES),
-            "fields": "Type,Creator,Created,Field,OldValue,NewValue", "orderby": "id",
+            "fields": "ObjectId,Type,Creator,Created,Field,OldValue,NewValue", "orderby": "id",
             "order": "ASC",
         })
+        transactions = self._own_history(number, transactions)
         parts = self._all_pages(f"/ticket/{number}/attachments", "attachments", {
             "query": _json_query("ContentType", ("text/plain", "text/html")),
             "fields": "TransactionId,ContentType,Content,Filename", "orderby": "id",
@@ -222,6 +236,23 @@ class RTAdapter(Adapter):
             if (message := self._message(as_dict(item), ticket, bodies)) is not None
         ]
         return sorted(messages, key=lambda m: (m.created_at, int(m.external_id)))
+
+    def _own_history(self, number: int, transactions: list[Any]) -> list[Any]:
+        """The ticket's own transactions, after making sure the history is this ticket's.
+
+        RT answers the history of a ticket the user may not see with an empty list (every
+        ticket has a Create), and that of a merged ticket with the surviving ticket's history:
+        then ``get_ticket`` raises what applies. A survivor's history also holds the merged
+        tickets' transactions; they stay theirs, so a message belongs to one ticket only.
+        """
+        own = str(number)
+        others = {
+            object_id for item in transactions
+            if (object_id := _id(as_dict(item).get("ObjectId"))) not in (None, own)
+        }
+        if not transactions or others:
+            self.get_ticket(own)
+        return [t for t in transactions if _id(as_dict(t).get("ObjectId")) not in others]
 
     # ----- writes ----------------------------------------------------------------------------
     def post_draft(self, ticket_id: str, text: str) -> Posted:
@@ -310,23 +341,26 @@ class RTAdapter(Adapter):
         )
 
     def _message(
-        self, item: dict[str, Any], ticket: Ticket, bodies: dict[str, str]
+        self, item: dict[str, Any], ticket: Ticket, bodies: dict[str, _Parts]
     ) -> Message | None:
         txn_id = _id(item.get("id"))
         kind = item.get("Type")
         created = _time(item.get("Created"))
         if txn_id is None or not isinstance(kind, str) or created is None:
+            log.warning("%s: skipped a transaction on ticket %s without id, type or time",
+                        self.name, ticket.external_id)
             return None
         author = _id(as_dict(item.get("Creator")).get("id"))
         if kind in MESSAGE_TYPES and author not in SYSTEM_USERS:
             role = self._role(author, ticket)
             public = kind != "Comment"
-            body = bodies.get(txn_id, "")
+            parts = bodies.get(txn_id, (None, None))
+            body = clean_body(*parts) if role is Role.CUSTOMER else body_text(*parts)
         else:
             role = Role.SYSTEM
             # Customers see status changes; comments and copies of outgoing mail stay with staff.
             public = kind not in ("Comment", "EmailRecord")
-            body = bodies.get(txn_id) or _change_text(kind, item)
+            body = body_text(*bodies.get(txn_id, (None, None))) or _change_text(kind, item)
         return Message(
             external_id=txn_id, ticket_id=ticket.external_id, created_at=created, role=role,
             public=public, body=body, author_id=author,
@@ -366,6 +400,44 @@ class RTAdapter(Adapter):
         name = user.get("Name") if user else None
         return _safe(name) or "the token's user"
 
+    # ----- backfill --------------------------------------------------------------------------
+    def list_tickets(self, since: datetime, until: datetime | None) -> Iterator[list[Ticket]]:
+        """Tickets whose ``LastUpdated`` lies in the window, in id order, one page at a time.
+
+        Paged by ``id > last`` rather than page numbers: the comments we post while the listing
+        runs move tickets out of the window, and would shift numbered pages under us.
+        """
+        window = f"LastUpdated >= '{_utc(since).strftime('%Y-%m-%d %H:%M:%S')}'"
+        if until is not None:
+            window += f" AND LastUpdated <= '{_utc(until).strftime('%Y-%m-%d %H:%M:%S')}'"
+        if self.settings.queues:
+            window += " AND ( " + " OR ".join(
+                f"Queue = {_quote(q)}" for q in self.settings.queues) + " )"
+        last, page = 0, 1
+        for _ in range(MAX_BACKFILL_PAGES):
+            body = self._page("/tickets", "tickets", {
+                "query": f"{window} AND id > {last}", "fields": "id", "orderby": "id",
+                "order": "ASC", "per_page": MAX_PAGE, "page": page,
+            })
+            ids = [int(i) for item in body["items"] if (i := _id(as_dict(item).get("id")))
+                   and i.isdigit()]
+            if not ids:
+                if not body.get("next_page"):  # RT may drop unseen rows from a page: go on
+                    return
+                page += 1
+                continue
+            tickets: dict[str, Ticket] = {}
+            for number in ids:
+                try:
+                    ticket = self.get_ticket(str(number))
+                except (NotFound, PermissionDenied, Moved) as exc:  # merged: listed as its target
+                    log.debug("%s: ticket %s skipped by backfill: %s", self.name, number, exc)
+                    continue
+                tickets.setdefault(ticket.external_id, ticket)
+            yield list(tickets.values())
+            last, page = max(ids), 1
+        log.warning("%s: backfill listing stopped after %d pages", self.name, MAX_BACKFILL_PAGES)
+
 
 def check_messages(data: Any, what: str) -> list[str]:
     """RT's result messages; raises when one of them is a refusal dressed as success."""
@@ -391,8 +463,9 @@ def _authorization(auth: RTTokenAuth | RTPasswordAuth) -> str:
     return f"Basic {encoded}"
 
 
-def _bodies(parts: list[Any]) -> dict[str, str]:
-    """Clean text per transaction: its text/plain parts, else its HTML parts as text.
+def _bodies(parts: list[Any]) -> dict[str, _Parts]:
+    """Per transaction, its text/plain parts and its HTML parts, each joined; the text wins
+    when both are there (``body_text``).
 
     Parts with a file name are attachments, not the message.
     """
@@ -406,10 +479,11 @@ def _bodies(parts: list[Any]) -> dict[str, str]:
             continue
         kind = str(part.get("ContentType", "")).lower()
         (plain if kind == "text/plain" else html).setdefault(txn_id, []).append(content)
-    texts = {txn: html_to_text("\n".join(chunks)) for txn, chunks in html.items()}
-    texts.update({txn: "\n\n".join(c.strip() for c in chunks).strip()
-                  for txn, chunks in plain.items()})
-    return texts
+    return {
+        txn: ("\n\n".join(c.strip() for c in plain[txn]) if txn in plain else None,
+              "\n".join(html[txn]) if txn in html else None)
+        for txn in {*plain, *html}
+    }
 
 
 def _change_text(kind: str, item: dict[str, Any]) -> str:

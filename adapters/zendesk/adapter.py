@@ -12,7 +12,9 @@ import base64
 import logging
 import re
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from itertools import takewhile
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -30,7 +32,7 @@ from adapters.base import (
     as_dict,
     union_by_key,
 )
-from adapters.text import html_to_text
+from adapters.text import body_text, clean_body
 from connector.errors import AuthenticationFailed, MalformedResponse, NotFound, PermissionDenied
 from connector.http import CallObserver
 from connector.redact import register_secret
@@ -44,6 +46,7 @@ AGENT_ROLES = frozenset({"agent", "admin"})
 EXPORT_EXCLUSION = 60.0  # Zendesk leaves the newest minute out of the export (and refuses it)
 CLOCK_SKEW = 10.0  # our clock may run ahead of Zendesk's; a few seconds earlier costs nothing
 COMMENTS_PAGE_MAX = 100
+MAX_BACKFILL_PAGES = 10_000  # a bound for the loop, far beyond any account's export
 MAX_COMMENT_PAGES = 60  # Zendesk caps a ticket at 5000 comments: 50 full pages
 START_PREFIX = "start_time:"  # our own cursor form until Zendesk has handed out a real one
 _DIGITS = re.compile(r"[0-9]+")
@@ -321,18 +324,40 @@ class ZendeskAdapter(Adapter):
             )
             return None
         author_id = _id(comment.get("author_id"))
+        role = _role(
+            comment, roles.get(author_id or ""),
+            by_requester=author_id is not None and author_id == ticket.requester_id,
+        )
         return Message(
             external_id=comment_id,
             ticket_id=ticket.external_id,
             created_at=created_at,
-            role=_role(
-                comment, roles.get(author_id or ""),
-                by_requester=author_id is not None and author_id == ticket.requester_id,
-            ),
+            role=role,
             public=comment.get("public") is True,
-            body=_body(comment),
+            body=_body(comment, role),
             author_id=author_id,
         )
+
+    # ----- backfill --------------------------------------------------------------------------
+    def list_tickets(self, since: datetime, until: datetime | None) -> Iterator[list[Ticket]]:
+        """The export again, from ``since``, with a cursor that lives only in this generator.
+
+        The export is ordered by change time and lists each ticket once, at its latest change,
+        so the listing ends at the first ticket changed after ``until``: the window is about a
+        ticket's latest change.
+        """
+        cursor: str | None = None
+        for _ in range(MAX_BACKFILL_PAGES):
+            page = self.poll_changes(cursor, since)
+            inside = list(takewhile(
+                lambda t: until is None or t.updated_at is None or t.updated_at <= until,
+                page.tickets,
+            ))
+            yield inside
+            if len(inside) < len(page.tickets) or not page.more:
+                return
+            cursor = page.cursor
+        log.warning("%s: backfill listing stopped after %d pages", self.name, MAX_BACKFILL_PAGES)
 
 
 def _authorization(auth: ZendeskTokenAuth | ZendeskBearerAuth) -> str:
@@ -434,10 +459,12 @@ def _role(comment: dict[str, Any], author_role: str | None, *, by_requester: boo
     return Role.CUSTOMER if by_requester else Role.AGENT
 
 
-def _body(comment: dict[str, Any]) -> str:
-    for key in ("plain_body", "body"):
-        value = comment.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
+def _body(comment: dict[str, Any], role: Role) -> str:
+    """Plain text; a customer's without the quoted history and signature mail replies carry."""
+    text = next(
+        (value for key in ("plain_body", "body") if isinstance(value := comment.get(key), str)
+         and value.strip()), None,
+    )
     html = comment.get("html_body")
-    return html_to_text(html) if isinstance(html, str) else ""
+    html = html if isinstance(html, str) else None
+    return clean_body(text, html) if role is Role.CUSTOMER else body_text(text, html)

@@ -153,6 +153,8 @@ class ZendeskSimulator(Simulator):
         self.custom_statuses: dict[int, dict[str, Any]] = {}
         self._default_status: dict[str, int] = {}
         self._api_tokens: dict[tuple[str, str], int] = {}
+        self.restricted: set[int] = set()  # tickets the API answers with 403
+        self.corrupted: set[int] = set()  # tickets whose comment listing carries a broken entry
         self._access_tokens: dict[str, int] = {}
         if custom_statuses:
             for category in CATEGORIES:
@@ -214,8 +216,12 @@ class ZendeskSimulator(Simulator):
         group_id: int | None = None,
         brand_id: int | None = None,
         via_channel: str = "email",
+        html: bool = False,
     ) -> int:
-        """A new ticket; its description is the first public comment, by the requester."""
+        """A new ticket; its description is the first public comment, by the requester.
+
+        ``html=True`` takes ``body`` as HTML, served with ``html_body`` only (as ``add_comment``).
+        """
         with self.lock:
             ticket_id = next(self._ticket_ids)
             ticket = _Ticket(
@@ -225,7 +231,8 @@ class ZendeskSimulator(Simulator):
             )
             self.tickets[ticket_id] = ticket
             self._new_comment(
-                ticket, requester_id, body, None, public=True, via=_via(via_channel)
+                ticket, requester_id, None if html else body, body if html else None,
+                public=True, via=_via(via_channel), html_only=html,
             )
             self._touch(ticket)
         return ticket_id
@@ -283,6 +290,31 @@ class ZendeskSimulator(Simulator):
             ticket = self._live_ticket(ticket_id)
             ticket.status = "deleted"
             self._touch(ticket)
+
+    def merge_ticket(self, source_id: int, target_id: int, agent_id: int) -> None:
+        """Merge as Zendesk does: both tickets get the agent's private comment, the source is
+        closed."""
+        with self.lock:
+            source, target = self._live_ticket(source_id), self._live_ticket(target_id)
+            for ticket, text in (
+                (source, f"Request #{source_id} was closed and merged into request #{target_id}."),
+                (target, f"Request #{source_id} was merged into this request."),
+            ):
+                self._new_comment(ticket, agent_id, text, None, public=False, via=_via("merge"))
+                self._touch(ticket)
+            self._set_status(source, "closed", None)
+
+    def restrict_ticket(self, ticket_id: int) -> None:
+        """From now on reading or updating the ticket answers 403, as for a ticket moved to a
+        group the agent may not see; the export still lists it."""
+        with self.lock:
+            self.restricted.add(ticket_id)
+
+    def corrupt_ticket(self, ticket_id: int) -> None:
+        """From now on the ticket's comment listing starts with an entry without a usable id,
+        time or body, as a broken integration can leave behind."""
+        with self.lock:
+            self.corrupted.add(ticket_id)
 
     def comments(self, ticket_id: int) -> list[dict[str, Any]]:
         """The ticket's comments as the API serves them, oldest first."""
@@ -386,9 +418,10 @@ class ZendeskSimulator(Simulator):
             user = self._guard(request)
             if isinstance(user, SimResponse):
                 return user
-            ticket = self.tickets.get(ticket_id)
-            if ticket is None or ticket.status == "deleted":
-                return _error(404, "RecordNotFound", "Not found")
+            refused = self._refuse_ticket(ticket_id)
+            if refused is not None:
+                return refused
+            ticket = self.tickets[ticket_id]
             body = {"ticket": self._ticket_json(ticket)}
             self._side_load(request, body, [ticket.requester_id])
             return SimResponse(200, body)
@@ -400,9 +433,10 @@ class ZendeskSimulator(Simulator):
                 return user
             if user.role == "end-user":
                 return _error(403, "Forbidden", "You do not have access to this page.")
-            ticket = self.tickets.get(ticket_id)
-            if ticket is None or ticket.status == "deleted":
-                return _error(404, "RecordNotFound", "Not found")
+            refused = self._refuse_ticket(ticket_id)
+            if refused is not None:
+                return refused
+            ticket = self.tickets[ticket_id]
             payload = request.json()
             changes = payload.get("ticket") if isinstance(payload, dict) else None
             if not isinstance(changes, dict):
@@ -419,15 +453,20 @@ class ZendeskSimulator(Simulator):
             user = self._guard(request)
             if isinstance(user, SimResponse):
                 return user
-            ticket = self.tickets.get(ticket_id)
-            if ticket is None or ticket.status == "deleted":
-                return _error(404, "RecordNotFound", "Not found")
-            comments = list(ticket.comments)
+            refused = self._refuse_ticket(ticket_id)
+            if refused is not None:
+                return refused
+            comments = list(self.tickets[ticket_id].comments)
             if request.arg("sort_order") == "desc":
                 comments.reverse()
             body = self._cursor_page(request, comments, ticket_id)
             if isinstance(body, SimResponse):
                 return body
+            if ticket_id in self.corrupted and not request.arg("page[after]"):
+                body["comments"].insert(0, {
+                    "id": None, "type": "Comment", "author_id": "someone", "body": 42,
+                    "public": "yes", "created_at": "yesterday",
+                })
             self._side_load(request, body, [c["author_id"] for c in body["comments"]])
             return SimResponse(200, body)
 
@@ -449,6 +488,15 @@ class ZendeskSimulator(Simulator):
     def _touch(self, ticket: _Ticket) -> None:
         ticket.stamp = self._stamp()
         ticket.updated_at = _iso(ticket.stamp)
+
+    def _refuse_ticket(self, ticket_id: int) -> SimResponse | None:
+        """The 404 or 403 that a missing, deleted or restricted ticket gets, else None."""
+        ticket = self.tickets.get(ticket_id)
+        if ticket is None or ticket.status == "deleted":
+            return _error(404, "RecordNotFound", "Not found")
+        if ticket_id in self.restricted:
+            return _error(403, "Forbidden", "You do not have access to this page.")
+        return None
 
     def _live_ticket(self, ticket_id: int) -> _Ticket:
         ticket = self.tickets[ticket_id]
