@@ -111,6 +111,7 @@ class Simulator:
         )
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
 
     # ----- lifecycle -------------------------------------------------------------------------
     @property
@@ -135,10 +136,16 @@ class Simulator:
         return self
 
     def stop(self) -> None:
+        """Stop listening and cut open keep-alive connections, as a server going down would."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self.lock:
+            connections, self._connections = self._connections, set()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -266,6 +273,14 @@ class _Handler(BaseHTTPRequestHandler):
         # Headers and body go out in separate writes; with Nagle on, each response would wait
         # for the client's delayed ACK (~40 ms), capping a simulator at ~25 requests/s.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.simulator.lock:
+            self.simulator._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):
+            super().finish()
+        with self.simulator.lock:
+            self.simulator._connections.discard(self.connection)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s: " + format, self.simulator.service, *args)
