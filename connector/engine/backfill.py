@@ -1,0 +1,582 @@
+"""Backfill: draft answers for the tickets that were already waiting when the connector started.
+
+Live polling treats every message older than an adapter's epoch as history, so a customer who
+wrote before the first poll never gets a draft. Backfill lists the adapter's tickets for a window
+(``Adapter.list_tickets``, whose position is its own: the live cursor is neither read nor moved),
+decides from each conversation whether the customer still waits, and queues those tickets through
+the live rules (``apply_conversation`` with ``history_ok``): one turn per ticket, in the ticket's
+session. Meanwhile and afterwards it drives the engine's dispatch and housekeeping, without
+polling, until its turns have ended.
+
+Each decision is a ``backfill_item`` row, written in the transaction that queues the turn, so a
+run stopped anywhere (Ctrl-C, a crash) resumes when run again: finished tickets are skipped,
+queued ones followed to their end, none queued twice. A dry run reads the helpdesk and the store
+and writes to neither.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from datetime import time as day_time
+from pathlib import Path
+
+from sqlalchemy import Engine as Database
+from sqlalchemy import inspect, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from adapters.base import Adapter, Message, Role, Ticket
+from adapters.registry import adapter_class
+from connector.config import Config
+from connector.engine import sessions
+from connector.engine.ingest import apply_conversation
+from connector.engine.render import find_marker
+from connector.engine.runtime import BACKOFF_CAP, Engine
+from connector.errors import (
+    AuthenticationFailed,
+    Moved,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    RemoteError,
+)
+from connector.store.db import make_engine, session_scope
+from connector.store.models import (
+    ACTIVE_TURN_STATES,
+    BackfillItem,
+    MessageRecord,
+    TicketRecord,
+    Turn,
+    TurnState,
+    utcnow,
+)
+from connector.store.models import BackfillOutcome as Outcome
+
+log = logging.getLogger(__name__)
+
+MAX_LISTING_RESTARTS = 8  # with backoff about ten minutes: past that, a broken helpdesk
+MAX_READ_WAITS = 50  # rate-limit waits for one ticket's conversation before it counts as failed
+PROGRESS_EVERY = 0.1  # seconds between progress reports
+HOUSEKEEPING_EVERY = 1.0
+IDLE_SLEEP = 0.05  # also the least time between two rounds of the engine's jobs
+
+
+class BackfillError(Exception):
+    """A request backfill cannot serve (unknown adapter, no listing, bad window): exit 2."""
+
+
+class HelpdeskRefused(Exception):
+    """The helpdesk rejected our credentials: nothing more can be read (exit 3)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """Tickets whose latest change lies between ``since`` and ``until`` (None: the run's start)."""
+
+    since: datetime
+    until: datetime | None = None
+
+
+def parse_when(text: str, *, option: str, end_of_day: bool = False) -> datetime:
+    """An ISO date or datetime as aware UTC; a datetime without offset is read as UTC.
+
+    A bare date means the start of that day, or its end for ``--until``, so
+    ``--since 2024-05-01 --until 2024-05-31`` covers all of May.
+    """
+    value = text.strip()
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        pass
+    else:
+        return datetime.combine(day, day_time.max if end_of_day else day_time.min, UTC)
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise BackfillError(
+            f"{option}: {text!r} is not an ISO date or datetime "
+            "(e.g. 2024-05-01, 2024-05-01T08:00:00Z or 2024-05-01T10:00:00+02:00)"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def make_window(since: str, until: str | None, now: datetime | None = None) -> Window:
+    """The window from the command's options; a window that holds nothing is a usage error."""
+    now = now or utcnow()
+    start = parse_when(since, option="--since")
+    end = parse_when(until, option="--until", end_of_day=True) if until else None
+    if start >= now:
+        raise BackfillError(f"--since: {since!r} is in the future")
+    if end is not None and end <= start:
+        raise BackfillError(f"--until: {until!r} is not after --since {since!r}")
+    return Window(start, end)
+
+
+@dataclass
+class Progress:
+    """Counts for the progress bar: every found ticket ends drafted, skipped or failed."""
+
+    found: int = 0
+    queued: int = 0
+    drafted: int = 0
+    skipped: int = 0
+    failed: int = 0
+    listing: bool = True
+
+    @property
+    def finished(self) -> int:
+        return self.drafted + self.skipped + self.failed
+
+
+@dataclass
+class BackfillResult:
+    progress: Progress
+    reasons: Counter[str] = field(default_factory=Counter)  # why tickets were skipped or failed
+    would_queue: list[Ticket] = field(default_factory=list)  # the dry run's answer
+    interrupted: bool = False
+    stalled: bool = False  # turns were still in flight when waiting for them made no sense
+    unfinished: str | None = None  # why the listing could not be walked to its end
+    fatal: str | None = None  # Uppzy or the helpdesk refused our credentials
+
+
+ProgressListener = Callable[[Progress], None]
+
+
+def supports_backfill(adapter: type[Adapter]) -> bool:
+    return adapter.list_tickets is not Adapter.list_tickets
+
+
+def run_backfill(
+    config: Config,
+    adapter_name: str,
+    window: Window,
+    *,
+    dry_run: bool = False,
+    limit: int | None = None,
+    stop: threading.Event | None = None,
+    on_progress: ProgressListener | None = None,
+) -> BackfillResult:
+    """One backfill run, from start to a clean stop; owns the engine it builds.
+
+    Raises ``BackfillError`` for a request it cannot serve, before any remote call, and lets
+    ``InstanceConflict`` (a daemon holds the SQLite file) and ``UppzyAccessError`` through.
+    """
+    settings = next((a for a in config.adapters if a.name == adapter_name), None)
+    if settings is None:
+        known = ", ".join(a.name for a in config.adapters) or "none"
+        raise BackfillError(f"--adapter: no adapter named {adapter_name!r} (configured: {known})")
+    if not supports_backfill(adapter_class(settings.type)):
+        raise BackfillError(
+            f"--adapter: {adapter_name!r} is a {settings.type} adapter, which does not support "
+            "backfill")
+    if limit is not None and limit < 1:
+        raise BackfillError("--limit: must be at least 1")
+    stop = stop or threading.Event()
+    if dry_run:
+        return _dry_run(config, adapter_name, window, limit, stop, on_progress)
+    engine = Engine(config)
+    try:
+        engine.start()
+        engine.check_uppzy()
+        result = Backfill(engine, adapter_name, window, limit=limit, stop=stop,
+                          on_progress=on_progress).run()
+    except BaseException:  # including a second Ctrl-C: no more waiting for the steps in hand
+        engine.shutdown(grace=0.0)
+        raise
+    engine.shutdown()
+    return result
+
+
+def _dry_run(
+    config: Config, name: str, window: Window, limit: int | None, stop: threading.Event,
+    on_progress: ProgressListener | None,
+) -> BackfillResult:
+    """Without an engine: starting one migrates and claims, and a dry run writes nothing (not
+    even a new SQLite file: without one there is simply nothing done yet)."""
+    settings = config.adapter(name)
+    adapter = adapter_class(settings.type)(settings)
+    url = make_url(config.database.url)
+    missing = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+        and not Path(url.database).exists()
+    db = None if missing else make_engine(config.database.url)
+    try:
+        return Backfill(None, name, window, adapter=adapter, db=db, limit=limit, stop=stop,
+                        on_progress=on_progress).run()
+    finally:
+        adapter.close()
+        if db is not None:
+            db.dispose()
+
+
+def waiting_message(messages: list[Message], posted_ids: set[str]) -> tuple[Message | None, str]:
+    """The customer's message that still waits for an answer, or why there is none.
+
+    It is the latest public message by anyone but the system, written by the customer, with no
+    post of ours after it (ours are recognised by marker or posted id, public or not).
+    """
+    latest: int | None = None
+    for index, message in enumerate(messages):
+        if message.public and message.role != Role.SYSTEM and not _ours(message, posted_ids):
+            latest = index
+    if latest is None:
+        return None, "no public customer message"
+    if messages[latest].role != Role.CUSTOMER:
+        return None, "answered by an agent"
+    if any(_ours(m, posted_ids) for m in messages[latest + 1:]):
+        return None, "already drafted"
+    return messages[latest], ""
+
+
+def _ours(message: Message, posted_ids: set[str]) -> bool:
+    return message.external_id in posted_ids or find_marker(message.body) is not None
+
+
+@dataclass
+class _Known:
+    """What the store already holds about one ticket."""
+
+    item: BackfillItem | None = None
+    posted_ids: set[str] = field(default_factory=set)
+    in_turns: set[str] = field(default_factory=set)  # its messages already part of a turn
+
+
+class Backfill:
+    """One run over one adapter; ``engine`` is None for a dry run."""
+
+    def __init__(
+        self,
+        engine: Engine | None,
+        name: str,
+        window: Window,
+        *,
+        adapter: Adapter | None = None,
+        db: Database | None = None,
+        limit: int | None = None,
+        stop: threading.Event | None = None,
+        on_progress: ProgressListener | None = None,
+    ) -> None:
+        self.engine = engine
+        self.name = name
+        self.adapter = adapter or _engine(engine).adapters[name]
+        self.db: Database | None = db if engine is None else engine.db
+        # Without an end the listing would chase the tickets our own posts keep changing.
+        self.window = Window(window.since, window.until or utcnow())
+        self.limit = limit
+        self.stop = stop or threading.Event()
+        self.on_progress = on_progress
+        self.progress = Progress()
+        self.result = BackfillResult(self.progress)
+        self._store = self.db is not None and inspect(self.db).has_table(
+            BackfillItem.__tablename__)
+        self._seen: set[str] = set()
+        self._open: set[int] = set()  # turns this run waits for
+        self._new_turns = 0
+        self._reported = self._housekept = self._beat = self._worked = 0.0
+
+    @property
+    def dry_run(self) -> bool:
+        return self.engine is None
+
+    def _halted(self) -> bool:
+        return self.stop.is_set() or (self.engine is not None and self.engine.fatal is not None)
+
+    def run(self) -> BackfillResult:
+        try:
+            self._list()
+        except HelpdeskRefused as exc:
+            self.result.fatal = str(exc)
+        self.progress.listing = False
+        if not self.dry_run and self.result.fatal is None:
+            self._drive()
+        self.result.interrupted = self.stop.is_set()
+        if self.engine is not None and self.engine.fatal is not None:
+            self.result.fatal = str(self.engine.fatal)
+        self._report(force=True)
+        return self.result
+
+    # ----- listing -----------------------------------------------------------------------------
+    def _list(self) -> None:
+        """Walk the listing; on a listing error, wait and walk it again (seen tickets are
+        skipped), because a generator that raised cannot be resumed."""
+        for attempt in range(1, MAX_LISTING_RESTARTS + 1):
+            try:
+                for page in self.adapter.list_tickets(self.window.since, self.window.until):
+                    for ticket in page:
+                        if self._halted() or self._limit_reached():
+                            return
+                        if ticket.external_id not in self._seen:
+                            self._seen.add(ticket.external_id)
+                            self.progress.found += 1
+                            self._handle(ticket)
+                        self._tick()
+                return
+            except (AuthenticationFailed, PermissionDenied) as exc:
+                raise HelpdeskRefused(f"{self.name}: listing tickets refused: {exc}") from exc
+            except RemoteError as exc:
+                if attempt == MAX_LISTING_RESTARTS:
+                    self.result.unfinished = f"listing tickets kept failing: {exc}"
+                    log.error("%s: %s; run again later", self.name, self.result.unfinished)
+                    return
+                wait = max(exc.retry_after or 0.0, min(BACKOFF_CAP, 2.0 ** attempt))
+                log.warning("%s: listing tickets failed (%s); again in %.0fs", self.name, exc, wait)
+                self._pause(wait)
+
+    def _limit_reached(self) -> bool:
+        return self.limit is not None and self._new_turns >= self.limit
+
+    def _handle(self, ticket: Ticket) -> None:
+        known = self._known(ticket.external_id)
+        if known.item is not None and self._resume(known.item, ticket):
+            return
+        if ticket.resolved:
+            self._skip(ticket, f"ticket {ticket.status or 'resolved'}")
+            return
+        messages = self._read(ticket)
+        if messages is None:
+            return
+        waiting, reason = waiting_message(messages, known.posted_ids)
+        if waiting is None:
+            self._skip(ticket, reason)
+        elif waiting.external_id in known.in_turns:
+            self._skip(ticket, "already has a turn")
+        elif self.dry_run:
+            self._new_turns += 1
+            self.progress.queued += 1
+            self.result.would_queue.append(ticket)
+        else:
+            self._queue(ticket, messages, waiting)
+
+    def _resume(self, item: BackfillItem, ticket: Ticket) -> bool:
+        """Whether an earlier run's decision still holds (True: nothing more to do here)."""
+        if item.outcome == Outcome.QUEUED and item.turn_id is not None:
+            if self.dry_run:
+                self._count_skip("queued by an earlier run")
+            else:
+                self.progress.queued += 1
+                self._open.add(item.turn_id)
+            return True
+        if item.outcome in (Outcome.DRAFTED, Outcome.NOT_DRAFTED):
+            self._count_skip("done by an earlier run")
+            return True
+        unchanged = item.ticket_updated_at is not None and ticket.updated_at is not None and \
+            ticket.updated_at <= item.ticket_updated_at
+        if item.outcome == Outcome.SKIPPED and unchanged:
+            self._count_skip(item.reason or "skipped by an earlier run")
+            return True
+        return False  # an error, or the ticket changed since: decide again
+
+    def _read(self, ticket: Ticket) -> list[Message] | None:
+        """The conversation, waiting out rate limits; None when it cannot be read (recorded)."""
+        for _ in range(MAX_READ_WAITS):
+            try:
+                return self.adapter.list_messages(ticket)
+            except RateLimited as exc:
+                self._pause(exc.retry_after or 60.0)
+                if self._halted():
+                    return None
+            except AuthenticationFailed as exc:
+                raise HelpdeskRefused(f"{self.name}: reading tickets refused: {exc}") from exc
+            except (NotFound, Moved) as exc:
+                self._skip(ticket, f"ticket no longer available ({type(exc).__name__})")
+                return None
+            except RemoteError as exc:
+                self._fail(ticket, f"could not read it: {exc}")
+                return None
+        self._fail(ticket, "still rate limited")
+        return None
+
+    # ----- decisions ---------------------------------------------------------------------------
+    def _queue(self, ticket: Ticket, messages: list[Message], waiting: Message) -> None:
+        """Turn and decision in one transaction, so a crash leaves both or neither."""
+        engine = _engine(self.engine)
+        try:
+            with session_scope(engine.db) as db:
+                record = _ticket_record(db, self.name, ticket)
+                apply_conversation(engine, db, record, messages, history_ok=True)
+                db.flush()
+                turn_id = db.exec(select(MessageRecord.turn_id).where(
+                    MessageRecord.adapter == self.name,
+                    MessageRecord.external_id == waiting.external_id,
+                )).first()
+                item = self._decide(db, ticket, Outcome.QUEUED if turn_id else Outcome.SKIPPED,
+                                    None if turn_id else "not queued by the live rules")
+                item.turn_id = turn_id
+        except IntegrityError:  # the live poller stored the same messages meanwhile
+            self._fail(ticket, "changed while being queued; run again")
+            return
+        if turn_id is None:
+            self._count_skip("not queued by the live rules")
+            return
+        self._new_turns += 1
+        self.progress.queued += 1
+        self._open.add(turn_id)
+        log.info("backfill %s: ticket %s queued as turn %d", self.name, ticket.external_id,
+                 turn_id)
+
+    def _skip(self, ticket: Ticket, reason: str) -> None:
+        log.debug("backfill %s: ticket %s skipped: %s", self.name, ticket.external_id, reason)
+        self._count_skip(reason)
+        self._write(ticket, Outcome.SKIPPED, reason)
+
+    def _fail(self, ticket: Ticket, reason: str) -> None:
+        log.warning("backfill %s: ticket %s: %s", self.name, ticket.external_id, reason)
+        self.progress.failed += 1
+        self.result.reasons[reason[:120]] += 1
+        self._write(ticket, Outcome.ERROR, reason)
+
+    def _count_skip(self, reason: str) -> None:
+        self.progress.skipped += 1
+        self.result.reasons[reason] += 1
+
+    def _write(self, ticket: Ticket, outcome: Outcome, reason: str) -> None:
+        if self.engine is not None:
+            with session_scope(self.engine.db) as db:
+                self._decide(db, ticket, outcome, reason)
+
+    def _decide(self, db: Session, ticket: Ticket, outcome: Outcome,
+                reason: str | None) -> BackfillItem:
+        item = db.exec(select(BackfillItem).where(
+            BackfillItem.adapter == self.name, BackfillItem.ticket_id == ticket.external_id
+        )).first() or BackfillItem(adapter=self.name, ticket_id=ticket.external_id,
+                                   since=self.window.since, outcome=outcome)
+        item.since, item.until = self.window.since, self.window.until
+        item.outcome, item.reason = outcome, reason[:500] if reason else None
+        item.ticket_updated_at = ticket.updated_at
+        item.updated_at = utcnow()
+        db.add(item)
+        return item
+
+    # ----- reading the store (also in a dry run) -----------------------------------------------
+    def _known(self, ticket_id: str) -> _Known:
+        """The store's view of a ticket, in one transaction (on SQLite every one of them waits
+        for the write lock the workers keep taking)."""
+        if not self._store:
+            return _Known()
+        assert self.db is not None  # the tables exist, so the database does
+        with Session(self.db) as db:
+            item = db.exec(select(BackfillItem).where(
+                BackfillItem.adapter == self.name, BackfillItem.ticket_id == ticket_id
+            )).first()
+            posted = db.exec(select(Turn.posted_id).where(
+                Turn.adapter == self.name, Turn.ticket_id == ticket_id,
+                col(Turn.posted_id).is_not(None),
+            )).all()
+            in_turns = db.exec(select(MessageRecord.external_id).where(
+                MessageRecord.adapter == self.name, MessageRecord.ticket_id == ticket_id,
+                col(MessageRecord.turn_id).is_not(None),
+            )).all()
+        return _Known(item, {p for p in posted if p}, set(in_turns))
+
+    # ----- driving the engine ------------------------------------------------------------------
+    def _drive(self) -> None:
+        """Dispatch and housekeep until this run's turns have ended, or waiting is pointless."""
+        engine = _engine(self.engine)
+        patience = engine.config.uppzy.answer_timeout + BACKOFF_CAP + 60
+        last_change, left = time.monotonic(), len(self._open)
+        while self._open and not self.stop.is_set() and engine.fatal is None:
+            self._tick()
+            if len(self._open) != left:
+                last_change, left = time.monotonic(), len(self._open)
+            elif time.monotonic() - last_change > patience:
+                log.warning("backfill %s: %d turn(s) made no progress for %.0fs; they go on in "
+                            "the daemon or the next run", self.name, left, patience)
+                self.result.stalled = True
+                return
+            self.stop.wait(IDLE_SLEEP)
+
+    def _tick(self) -> None:
+        """The engine's jobs between two tickets, so answers flow while the listing goes on."""
+        engine = self.engine
+        now = time.monotonic()
+        if engine is not None and engine.fatal is None and now - self._worked >= IDLE_SLEEP:
+            self._worked = now
+            if now - self._beat > engine.config.engine.lease_ttl / 3:
+                self._beat = now
+                engine.heartbeat()
+            engine.dispatch()
+            if now - self._housekept > HOUSEKEEPING_EVERY:
+                self._housekept = now
+                engine.housekeeping()
+            self._follow_turns()
+        self._report()
+
+    def _follow_turns(self) -> None:
+        """Count the turns that ended and record the outcome on their backfill items."""
+        if not self._open:
+            return
+        ended: list[tuple[int, str, str | None]] = []
+        with Session(_engine(self.engine).db) as db:
+            for chunk in _chunks(sorted(self._open), 500):
+                ended += [(turn_id, state, reason) for turn_id, state, reason in db.exec(
+                    select(Turn.id, Turn.state, Turn.reason).where(col(Turn.id).in_(chunk))
+                ).all() if state not in ACTIVE_TURN_STATES and turn_id is not None]
+        if not ended:
+            return
+        with session_scope(_engine(self.engine).db) as db:
+            for turn_id, state, reason in ended:
+                posted = state == TurnState.POSTED
+                for item in db.exec(select(BackfillItem).where(
+                        BackfillItem.adapter == self.name, BackfillItem.turn_id == turn_id)):
+                    item.outcome = Outcome.DRAFTED if posted else Outcome.NOT_DRAFTED
+                    item.reason = None if posted else reason
+                    item.updated_at = utcnow()
+                    db.add(item)
+        for turn_id, state, reason in ended:
+            self._open.discard(turn_id)
+            if state == TurnState.POSTED:
+                self.progress.drafted += 1
+            elif state == TurnState.FAILED:
+                self.progress.failed += 1
+                self.result.reasons[(reason or "failed")[:120]] += 1
+            else:
+                self._count_skip(reason or "cancelled")
+
+    def _report(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.on_progress is not None and (force or now - self._reported >= PROGRESS_EVERY):
+            self._reported = now
+            self.on_progress(replace(self.progress))
+
+    def _pause(self, seconds: float) -> None:
+        """Wait for the helpdesk, while the engine keeps working and Ctrl-C stays quick."""
+        deadline = time.monotonic() + seconds
+        while not self._halted() and time.monotonic() < deadline:
+            self._tick()
+            self.stop.wait(min(IDLE_SLEEP * 4, max(0.0, deadline - time.monotonic())))
+
+
+def _engine(engine: Engine | None) -> Engine:
+    if engine is None:
+        raise RuntimeError("a dry run has no engine")
+    return engine
+
+
+def _chunks(values: list[int], size: int) -> Iterable[list[int]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def _ticket_record(db: Session, adapter: str, ticket: Ticket) -> TicketRecord:
+    """The ticket's row, as the listing reports it. A new row needs no read by the live
+    poller (backfill has just read it); an existing one keeps whatever read it was due."""
+    record = db.exec(select(TicketRecord).where(
+        TicketRecord.adapter == adapter, TicketRecord.external_id == ticket.external_id
+    )).first()
+    if record is None:
+        record = TicketRecord(adapter=adapter, external_id=ticket.external_id, needs_sync=False,
+                              synced_at=utcnow())
+    record.status, record.resolved = ticket.status, ticket.resolved
+    record.tags = " ".join(sorted(ticket.tags))
+    record.channel = ticket.channel
+    record.requester_key = sessions.requester_key(
+        ticket.requester_email, ticket.requester_id) or record.requester_key
+    record.remote_updated_at = ticket.updated_at
+    db.add(record)
+    return record
+
