@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from adapters.base import AdapterSettings
 from adapters.registry import adapter_class
@@ -96,6 +104,76 @@ class EngineSettings(_Strict):
     max_attempts: int = Field(default=8, ge=1, le=100)
     tick: Duration = 0.5
     instance_id: str | None = None
+    lease_ttl: Duration = 30.0
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _lease(cls, value: float) -> float:
+        if value < 3:
+            raise ValueError("must be at least 3s (leases are renewed every third of it)")
+        return value
+
+
+class OpsSettings(_Strict):
+    """The local HTTP endpoint for Prometheus and health probes."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:9464"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) as a bind address; ValueError says what is wrong."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError("expected host:port, e.g. 127.0.0.1:9464")
+    return host, int(port)
+
+
+NotifyEvent = Literal[
+    "draft_posted", "turn_failed", "low_confidence", "auth_refused", "uppzy_errors",
+    "adapter_stale",
+]
+
+
+class NotificationSettings(_Strict):
+    """One webhook receiver and the events it wants; thresholds shape the incident rules."""
+
+    name: str | None = None
+    url: SecretStr  # Slack-style URLs carry their token in the path
+    format: Literal["json", "slack"] = "json"
+    secret: SecretStr | None = Field(default=None, validate_default=True)
+    events: list[NotifyEvent] = [
+        "turn_failed", "low_confidence", "auth_refused", "uppzy_errors", "adapter_stale",
+    ]
+    error_threshold: int = Field(default=10, ge=1)  # Uppzy 429/5xx answers within error_window
+    error_window: Duration = 300.0
+    cooldown: Duration = 1800.0  # one message per incident: quiet this long after an alert
+    stale_intervals: int = Field(default=10, ge=1)  # cursor unmoved for this many polls
+    timeout: Duration = 5.0
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff: Duration = 2.0
+    queue_size: int = Field(default=1000, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _signed(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None and info.data.get("format") == "json":
+            raise ValueError("required for format json: receivers verify the signature")
+        return value
 
 
 class Config(_Strict):
@@ -105,6 +183,8 @@ class Config(_Strict):
     draft: DraftSettings = DraftSettings()
     feedback: FeedbackSettings = FeedbackSettings()
     engine: EngineSettings = EngineSettings()
+    ops: OpsSettings = OpsSettings()
+    notifications: list[NotificationSettings] = Field(default_factory=list)
     adapters: list[AdapterSettings] = Field(default_factory=list)
 
     def adapter(self, name: str) -> AdapterSettings:

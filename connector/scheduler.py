@@ -28,8 +28,9 @@ HOUSEKEEPING_INTERVAL = 5.0
 class Daemon:
     """Runs the engine's jobs until ``stop`` (a signal, or a fatal Uppzy access error)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, stale_check: Callable[[], Any] | None = None) -> None:
         self.engine = engine
+        self._stale_check = stale_check
         self.scheduler = BlockingScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=len(engine.adapters) + 3)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -53,6 +54,10 @@ class Daemon:
             self._add(lambda n=name: engine.poll(n), adapter.settings.poll_interval, f"poll:{name}")
         self._add(self._dispatch, engine.config.engine.tick, "dispatch")
         self._add(engine.housekeeping, HOUSEKEEPING_INTERVAL, "housekeeping", delay=1)
+        self._add(engine.heartbeat, engine.config.engine.lease_ttl / 3, "heartbeat")
+        if self._stale_check is not None:
+            shortest = min([60.0, *(a.settings.poll_interval for a in engine.adapters.values())])
+            self._add(self._stale_check, shortest, "stale-check", delay=5)
         log.info("daemon %s running: %d adapter(s), %s chat, %d workers", engine.instance_id,
                  len(engine.adapters), engine.config.uppzy.mode, engine.config.engine.workers)
         self.scheduler.start()

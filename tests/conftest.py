@@ -9,14 +9,12 @@ from typing import Any
 import pytest
 import yaml
 from rt_fixture import rt_server  # noqa: F401  (session fixture: a real Request Tracker)
+from support import API_KEY, ZD_TOKEN, config_dict
 
 from adapters.zendesk.simulator import ZendeskSimulator
 from connector.config import Config, parse_config
 from connector.engine.runtime import Engine
 from connector.sandbox.uppzy_sim import UppzySimulator
-
-API_KEY = "uppzy-test-key-5f1c9e"
-ZD_TOKEN = "zd-api-token-77aa31"
 
 
 @pytest.fixture
@@ -31,28 +29,6 @@ def zendesk() -> Iterator[ZendeskSimulator]:
     sim = ZendeskSimulator(exclude_newest=0, api_token=ZD_TOKEN).start()
     yield sim
     sim.stop()
-
-
-def config_dict(
-    tmp_path: Path, uppzy_sim: UppzySimulator, zendesk_sim: ZendeskSimulator, **overrides: Any
-) -> dict[str, Any]:
-    """A config for the simulators; ``overrides`` replace whole sections or adapter keys."""
-    adapter = {
-        "name": "zd", "type": "zendesk", "url": zendesk_sim.url,
-        "auth": {"email": "bot@example.com", "api_token": ZD_TOKEN},
-        "poll_interval": "0.5s", "start_from": "10m",
-        **overrides.pop("adapter", {}),
-    }
-    data: dict[str, Any] = {
-        "uppzy": {"base_url": uppzy_sim.base_url, "api_key": API_KEY, "site_id": "site-1",
-                  "poll_interval": "0.5s", "answer_timeout": "20s",
-                  **overrides.pop("uppzy", {})},
-        "database": {"url": f"sqlite:///{tmp_path / 'connector.db'}"},
-        "adapters": [adapter],
-        "engine": {"tick": "0.1s", **overrides.pop("engine", {})},
-    }
-    data.update(overrides)
-    return data
 
 
 @pytest.fixture

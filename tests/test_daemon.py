@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, ZD_TOKEN
+from support import API_KEY, ZD_TOKEN
 
 from adapters.zendesk.simulator import ZendeskSimulator
 from connector.engine.runtime import Engine
@@ -108,7 +108,16 @@ def test_restart_after_sigkill_resumes_within_ten_seconds(
     config = config_file()
     log = tmp_path / "daemon.log"
     proc = start_daemon(config, log)
-    wait_for(lambda: uppzy.call_count("chat_async") == 1, 20, "the question to be asked")
+    db = sqlite3.connect(tmp_path / "connector.db")
+
+    def asked_and_recorded() -> bool:
+        try:
+            return db.execute("SELECT count(*) FROM turn WHERE state = 'submitted'"
+                              ).fetchone()[0] == 1
+        except sqlite3.OperationalError:  # not migrated yet
+            return False
+
+    wait_for(asked_and_recorded, 20, "the question to be asked and recorded")
     proc.kill()
     proc.wait(timeout=10)
     restarted = time.monotonic()
@@ -227,3 +236,22 @@ def test_bad_log_level_is_a_usage_error(command: list[str], config_file):
          "--log-level", "loud"], capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2
+
+
+def test_a_second_instance_on_the_same_sqlite_file_is_refused(
+    config_file, zendesk: ZendeskSimulator, uppzy: UppzySimulator, tmp_path: Path
+):
+    config = config_file()
+    first = start_daemon(config, tmp_path / "first.log")
+    try:
+        wait_for(lambda: (tmp_path / "connector.db.lock").exists(), 20, "the first instance")
+        time.sleep(0.5)
+        second = subprocess.run(
+            [sys.executable, "-m", "connector", "run", "--config", str(config)],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert second.returncode == 2
+        assert "SQLite supports one instance" in second.stderr
+        assert "PostgreSQL" in second.stderr
+    finally:
+        assert stop(first) == 0

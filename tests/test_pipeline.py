@@ -180,6 +180,7 @@ def test_sync_mode_and_its_fallback_on_timeout(
 
     uppzy.sync_latency = 3.0
     zendesk.add_comment(tid, customer, "Slow one")
+    engine.shutdown()  # one instance per SQLite file
     engine2 = make_engine(uppzy={"mode": "sync", "answer_timeout": "1s"},
                           database={"url": f"sqlite:///{engine.db.url.database}"})
     engine2.run_once()

@@ -1,7 +1,15 @@
-"""When to look for an async answer: near the time recent answers took, then backing off.
+"""When to look for an async answer: just before the earliest recent answers, then evenly.
 
-Polling too early wastes calls; polling too late delays the draft. Recent completion times per
-site are the best predictor the API gives us (it documents no callbacks and no ETA).
+Every status poll is a call to Uppzy; every second between an answer being ready and our poll is
+a second the agent waits. ``uppzy.poll_interval`` is the bound on that wait, so after the first
+poll the right spacing is exactly ``poll_interval``: closer costs polls, wider breaks the bound.
+The only free choice is the first poll. Before the earliest answers it is wasted; so it goes a
+little before the low end of recent answer times per site (the API documents no callbacks and no
+ETA, so recent completions are the best predictor there is).
+
+The observed times are when *we* saw an answer, never earlier than the first poll. Aiming a bit
+below their low quantile makes the estimate drift down until only a few answers are ever ready
+before the first poll, so it cannot ratchet upwards on its own observations.
 """
 
 from __future__ import annotations
@@ -9,8 +17,10 @@ from __future__ import annotations
 import threading
 from collections import defaultdict, deque
 
-WINDOW = 50
+WINDOW = 200
 MIN_DELAY = 0.2
+FIRST_POLL_QUANTILE = 0.05
+FIRST_POLL_MARGIN = 0.9
 
 
 class AnswerTimeEstimator:
@@ -32,12 +42,16 @@ class AnswerTimeEstimator:
         return samples[index]
 
     def first_poll_delay(self, site_id: str) -> float:
-        """A little before most recent answers were ready; the default before any history."""
-        early = self.expected(site_id, 0.2)
+        """A little before the earliest recent answers; the default before any history."""
+        early = self.expected(site_id, FIRST_POLL_QUANTILE)
         if early is None:
             return self._default
-        return max(MIN_DELAY, early * 0.9)
+        return max(MIN_DELAY, early * FIRST_POLL_MARGIN)
 
     def next_poll_delay(self, polls_done: int, poll_interval: float) -> float:
-        """Short steps right after the first miss, growing to ``poll_interval``."""
-        return max(MIN_DELAY, min(poll_interval, 0.5 * (2 ** max(0, polls_done - 1))))
+        """Evenly ``poll_interval`` apart: the longest wait the configuration allows.
+
+        Short steps right after a miss would catch the few answers just past the first poll a
+        little sooner, at two or three extra polls for every request that takes longer.
+        """
+        return max(MIN_DELAY, poll_interval)

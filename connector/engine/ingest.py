@@ -8,7 +8,7 @@ calls therefore loses nothing: the cursor never moves past a ticket that is not 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import update
@@ -26,6 +26,7 @@ from connector.errors import (
     RateLimited,
     RemoteError,
 )
+from connector.store import claims
 from connector.store.db import session_scope
 from connector.store.models import (
     ACTIVE_TURN_STATES,
@@ -93,10 +94,12 @@ def poll_adapter(engine: Engine, name: str) -> int:
     """Walk the change feed from the stored cursor; returns how many tickets were marked."""
     adapter = engine.adapters[name]
     with session_scope(engine.db) as db:
+        now = utcnow()
+        if not claims.hold_adapter(db, name, engine.instance_id, now, engine.lease_ttl):
+            return 0  # another instance polls this adapter
         if adapter_paused(db, name):
             return 0
         state = adapter_state(db, name)
-        now = utcnow()
         state.last_poll_at = now
         if state.epoch is None:
             state.epoch = now - timedelta(seconds=adapter.settings.start_from)
@@ -173,28 +176,9 @@ def mark_ticket(engine: Engine, adapter: str, ticket_id: str) -> None:
 
 def claim_tickets(engine: Engine, limit: int) -> list[tuple[int, int]]:
     """Claim tickets due for a read: (row id, change_seq) pairs, leased for SYNC_LEASE."""
-    now = utcnow()
     with session_scope(engine.db) as db:
-        rows = db.exec(
-            select(TicketRecord.id, TicketRecord.change_seq, TicketRecord.adapter)
-            .where(col(TicketRecord.needs_sync), TicketRecord.sync_after <= now)
-            .order_by(col(TicketRecord.sync_after))
-            .limit(limit * 2)
-        ).all()
-        claimed: list[tuple[int, int]] = []
-        for row_id, seq, adapter in rows:
-            if len(claimed) >= limit or adapter not in engine.adapters:
-                continue
-            if adapter_paused(db, adapter):
-                continue
-            result = db.execute(
-                update(TicketRecord)
-                .where(col(TicketRecord.id) == row_id, TicketRecord.sync_after <= now)
-                .values(sync_after=now + timedelta(seconds=SYNC_LEASE))
-            )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                claimed.append((row_id, seq))
-    return claimed
+        active = [n for n in engine.adapters if not adapter_paused(db, n)]
+        return claims.claim_tickets(db, active, utcnow(), timedelta(seconds=SYNC_LEASE), limit)
 
 
 def sync_ticket(engine: Engine, row_id: int, seq: int) -> None:
@@ -209,7 +193,9 @@ def sync_ticket(engine: Engine, row_id: int, seq: int) -> None:
         ticket = adapter.get_ticket(ticket_id) if record.remote_updated_at is None and \
             not record.status else None
         messages = adapter.list_messages(ticket or _as_ticket(record))
-    except (NotFound, Moved) as exc:
+    except (NotFound, Moved, PermissionDenied) as exc:
+        # The adapter's own poll still works (a broken token fails there and pauses the
+        # adapter), so a 404/301/403 on this one ticket means it is gone or out of our sight.
         log.info("ticket %s/%s is gone (%s); ending its work", name, ticket_id, type(exc).__name__)
         _finish_gone(engine, row_id, seq, f"ticket no longer available: {type(exc).__name__}")
         return
@@ -217,7 +203,7 @@ def sync_ticket(engine: Engine, row_id: int, seq: int) -> None:
         _sync_failed(engine, row_id, f"malformed helpdesk data: {exc}", give_up=True)
         return
     except RemoteError as exc:
-        if isinstance(exc, AuthenticationFailed | PermissionDenied | RateLimited):
+        if isinstance(exc, AuthenticationFailed | RateLimited):
             handle_adapter_error(engine, name, exc, f"reading ticket {ticket_id}")
         _sync_failed(engine, row_id, str(exc), retry_after=exc.retry_after)
         return
@@ -277,23 +263,32 @@ def _finish_gone(engine: Engine, row_id: int, seq: int, reason: str) -> None:
 
 
 def apply_conversation(
-    engine: Engine, db: Session, record: TicketRecord, messages: list[Message]
+    engine: Engine, db: Session, record: TicketRecord, messages: list[Message], *,
+    history_ok: bool = False,
 ) -> None:
     """Store new messages and decide what they mean: a new turn, a cancel, a session close.
 
     Only public customer messages that came after the last public agent reply, and after the
     adapter's epoch, start work; our own posts (recognised by marker or posted id), agent
-    replies, internal notes and system events never do.
+    replies, internal notes and system events never do. ``history_ok`` is backfill's: no epoch,
+    and messages stored earlier as history (in no turn yet) count as new.
     """
     name = record.adapter
-    known = set(db.exec(select(MessageRecord.external_id).where(
-        MessageRecord.adapter == name, MessageRecord.ticket_id == record.external_id
-    )).all())
+    # Looked up across the adapter, not the ticket: a merge moves messages (same ids) into
+    # another ticket, where they are history, not news.
+    ids = [m.external_id for m in messages]
+    known: dict[str, int | None] = {}
+    for start in range(0, len(ids), 500):
+        known.update(db.exec(select(MessageRecord.external_id, MessageRecord.turn_id).where(
+            MessageRecord.adapter == name,
+            col(MessageRecord.external_id).in_(ids[start:start + 500]),
+        )).all())
+    _end_merged_sources(engine, db, record, ids)
     posted_ids = set(db.exec(select(Turn.posted_id).where(
         Turn.adapter == name, Turn.ticket_id == record.external_id,
         col(Turn.posted_id).is_not(None),
     )).all())
-    epoch = adapter_state(db, name).epoch or utcnow()
+    epoch = None if history_ok else (adapter_state(db, name).epoch or utcnow())
     last_agent_index = -1
     new_customer: list[Message] = []
     for index, message in enumerate(messages):
@@ -301,15 +296,16 @@ def apply_conversation(
         if message.role == Role.AGENT and message.public and not ours:
             last_agent_index = index
             new_customer.clear()  # a human answered everything before this
-        if message.external_id in known:
+        if message.external_id not in known:
+            db.add(MessageRecord(
+                adapter=name, ticket_id=record.external_id, external_id=message.external_id,
+                role=message.role.value, public=message.public, ours=ours,
+                created_at=message.created_at, body=message.body,
+            ))
+        elif not history_ok or known[message.external_id] is not None:
             continue
-        db.add(MessageRecord(
-            adapter=name, ticket_id=record.external_id, external_id=message.external_id,
-            role=message.role.value, public=message.public, ours=ours,
-            created_at=message.created_at, body=message.body,
-        ))
         if message.role == Role.CUSTOMER and message.public and not ours and \
-                message.created_at >= epoch and index > last_agent_index:
+                (epoch is None or message.created_at >= epoch) and index > last_agent_index:
             new_customer.append(message)
     was_resolved_session = _had_closed_session(db, record)
     if record.resolved:
@@ -317,14 +313,43 @@ def apply_conversation(
         _collect_feedback(engine, db, record)
         return
     if last_agent_index >= 0:
-        agent_at = messages[last_agent_index].created_at
-        _cancel_answered_by_agent(db, record, agent_at)
+        answered = {m.external_id for m in messages[:last_agent_index]}
+        _cancel_answered_by_agent(db, record, answered)
     if new_customer:
         if was_resolved_session:
             log.info("ticket %s/%s reopened; continuing in a new session", name,
                      record.external_id)
         _add_turn(engine, db, record, new_customer)
     _collect_feedback(engine, db, record)
+
+
+def _end_merged_sources(
+    engine: Engine, db: Session, record: TicketRecord, ids: list[str]
+) -> None:
+    """Messages we stored under another ticket now show up here: that ticket was merged in.
+
+    Helpdesks keep message ids on a merge but do not always report the merged-away ticket in
+    their change feed, so this is often the only sign that its work and session must end.
+    """
+    sources: set[str] = set()
+    for start in range(0, len(ids), 500):
+        sources.update(db.exec(select(MessageRecord.ticket_id).where(
+            MessageRecord.adapter == record.adapter,
+            col(MessageRecord.external_id).in_(ids[start:start + 500]),
+            MessageRecord.ticket_id != record.external_id,
+        )).all())
+    for source_id in sources:
+        source = db.exec(select(TicketRecord).where(
+            TicketRecord.adapter == record.adapter, TicketRecord.external_id == source_id
+        )).first()
+        if source is None or source.resolved:
+            continue
+        log.info("ticket %s/%s was merged into %s; ending its work", record.adapter, source_id,
+                 record.external_id)
+        source.resolved = True
+        source.status = source.status or "merged"
+        db.add(source)
+        _resolve(engine, db, source, f"merged into ticket {record.external_id}")
 
 
 def _had_closed_session(db: Session, record: TicketRecord) -> bool:
@@ -360,12 +385,16 @@ def _resolve(engine: Engine, db: Session, record: TicketRecord, reason: str) -> 
                 log.info("session %s: closing (%s)", chat.session_id, reason)
 
 
-def _cancel_answered_by_agent(db: Session, record: TicketRecord, agent_at: datetime) -> None:
+def _cancel_answered_by_agent(db: Session, record: TicketRecord, answered: set[str]) -> None:
     """A human already answered: drop turns not yet posted (a request in flight is dropped
-    by the post step's own re-check when its answer arrives)."""
+    by the post step's own re-check when its answer arrives).
+
+    ``answered`` holds the ids of messages before the agent's reply, in conversation order:
+    timestamps have whole seconds, so they cannot order a reply and a question of one second.
+    """
     for turn in _active_turns(db, record):
         if turn.state in (TurnState.QUEUED, TurnState.ANSWERED) and \
-                turn.last_message_at <= agent_at:
+                turn.last_message_id in answered:
             cancel(turn, "answered by an agent")
             db.add(turn)
 
@@ -403,8 +432,9 @@ def _add_turn(
                 if older.state == TurnState.ANSWERED:
                     cancel(older, "superseded by a newer customer message")
                 db.add(older)
-        log.info("ticket %s/%s: new turn %d in session %s", record.adapter,
-                 record.external_id, turn.id, session_id)
+        log.info("ticket %s/%s: new turn %d", record.adapter, record.external_id, turn.id,
+                 extra={"adapter": record.adapter, "ticket_id": record.external_id,
+                        "session_id": session_id, "turn_id": turn.id})
     for message in new_messages:
         db.execute(
             update(MessageRecord)

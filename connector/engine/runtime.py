@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import func, update
 from sqlmodel import col, select
@@ -24,11 +24,12 @@ from sqlmodel import col, select
 from adapters.base import Adapter
 from adapters.registry import adapter_class
 from connector.config import Config
-from connector.engine import housekeeping, ingest, turns
+from connector.engine import housekeeping, idle, ingest, turns
 from connector.engine.estimator import AnswerTimeEstimator
 from connector.engine.turns import UppzyAccessError
 from connector.errors import AuthenticationFailed, PermissionDenied, RemoteError
 from connector.http import RetryPolicy, Timeouts
+from connector.store import claims
 from connector.store.db import make_engine, migrate, session_scope
 from connector.store.models import (
     ACTIVE_TURN_STATES,
@@ -74,12 +75,16 @@ class Engine:
         self._lock = threading.Lock()
         self._running = 0
         self._uppzy_steps = 0
+        self.lease_ttl = timedelta(seconds=config.engine.lease_ttl)
+        self._last_heartbeat = 0.0
+        self._instance_lock: IO[str] | None = None
 
     # ----- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        """Migrate, then take back the leases of a previous run of this single instance."""
+        """Migrate; on SQLite, refuse a second instance and take back a previous run's claims."""
         migrate(self.db)
-        if self.db.dialect.name == "sqlite":
+        self._instance_lock = claims.lock_sqlite_file(self.db)
+        if self._instance_lock is not None:  # the only instance: earlier claims are ours
             with session_scope(self.db) as db:
                 db.execute(update(Turn).where(col(Turn.claim_owner).is_not(None))
                            .values(claim_owner=None, claim_until=None))
@@ -92,7 +97,11 @@ class Engine:
             try:
                 self.uppzy.tenant_limits(self.config.uppzy.tenant_id)
             except RemoteError as exc:
-                self.check_uppzy_access(exc)
+                try:
+                    self.check_uppzy_access(exc)
+                except UppzyAccessError as refused:
+                    self.emit("uppzy_refused", reason=str(refused))
+                    raise
                 log.warning("Uppzy tenant limits check failed: %s", exc)
             else:
                 self.note_uppzy_ok()
@@ -111,10 +120,21 @@ class Engine:
         if left:
             log.warning("%d step(s) still waiting on a remote call; they resume after restart",
                         left)
+        with session_scope(self.db) as db:
+            claims.release_all(db, self.instance_id)
         for adapter in self.adapters.values():
             adapter.close()
         self.uppzy.close()
+        if self._instance_lock is not None:
+            self._instance_lock.close()
+            self._instance_lock = None
         return left == 0
+
+    def heartbeat(self) -> None:
+        """Renew this instance's adapter leases and turn claims (every third of the TTL)."""
+        self._last_heartbeat = time.monotonic()
+        with session_scope(self.db) as db:
+            claims.heartbeat(db, self.instance_id, utcnow(), self.lease_ttl)
 
     def run_once(self, idle_sleep: float = 0.05) -> bool:
         """Poll every adapter once, then drive the work to its end or to ``answer_timeout``.
@@ -125,6 +145,8 @@ class Engine:
             self.poll(name)
         deadline = time.monotonic() + self.config.uppzy.answer_timeout + 10
         while time.monotonic() < deadline:
+            if time.monotonic() - self._last_heartbeat > self.config.engine.lease_ttl / 3:
+                self.heartbeat()
             self.dispatch()
             self.housekeeping()
             if self.fatal is not None:
@@ -165,6 +187,7 @@ class Engine:
         if self.fatal is not None:
             return
         try:
+            idle.close_idle_sessions(self)
             housekeeping.close_sessions(self)
             housekeeping.send_feedback(self)
         except UppzyAccessError as exc:

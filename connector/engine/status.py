@@ -41,6 +41,8 @@ def collect(config: Config, db_engine: Engine) -> dict[str, Any]:
                 "type": settings.type,
                 "cursor_age_seconds": _age(now, state.cursor_moved_at if state else None),
                 "last_poll_ok_seconds_ago": _age(now, state.last_poll_ok_at if state else None),
+                "polled_by": state.lease_owner if state and state.lease_until and
+                state.lease_until > now else None,
                 "paused": paused,
                 "pause_reason": redact(state.pause_reason or "") if paused and state else None,
                 "tickets": tickets,

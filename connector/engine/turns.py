@@ -12,7 +12,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from adapters.base import Ticket
@@ -28,6 +28,7 @@ from connector.errors import (
     RemoteError,
     TransportError,
 )
+from connector.store import claims
 from connector.store.db import session_scope
 from connector.store.models import (
     ACTIVE_TURN_STATES,
@@ -50,31 +51,9 @@ class UppzyAccessError(Exception):
 
 
 def claim_turns(engine: Engine, limit: int) -> list[int]:
-    """Lease due turns to this instance; a lease outlives the longest step it can run."""
-    now = utcnow()
-    lease = timedelta(seconds=engine.config.uppzy.answer_timeout + 60)
+    """Lease due turns to this instance; the heartbeat keeps the lease while a step runs."""
     with session_scope(engine.db) as db:
-        ids = db.exec(
-            select(Turn.id)
-            .where(
-                col(Turn.state).in_(ACTIVE_TURN_STATES),
-                Turn.next_attempt_at <= now,
-                or_(col(Turn.claim_until).is_(None), col(Turn.claim_until) < now),
-            )
-            .order_by(col(Turn.next_attempt_at))
-            .limit(limit)
-        ).all()
-        claimed = []
-        for turn_id in ids:
-            result = db.execute(
-                update(Turn)
-                .where(col(Turn.id) == turn_id,
-                       or_(col(Turn.claim_until).is_(None), col(Turn.claim_until) < now))
-                .values(claim_owner=engine.instance_id, claim_until=now + lease)
-            )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                claimed.append(turn_id)
-    return [t for t in claimed if t is not None]
+        return claims.claim_turns(db, engine.instance_id, utcnow(), engine.lease_ttl, limit)
 
 
 def advance(engine: Engine, turn_id: int) -> None:
@@ -88,8 +67,7 @@ def advance(engine: Engine, turn_id: int) -> None:
         if blocked is not None:
             cancel(turn, blocked)
             db.add(turn)
-            log.info("turn %d (%s/%s) cancelled: %s", turn.id, turn.adapter, turn.ticket_id,
-                     blocked)
+            log.info("turn %d cancelled: %s", turn.id, blocked, extra=turn_fields(turn))
             return
         if state == TurnState.QUEUED and _session_busy(db, turn):
             _release(turn, delay=min(1.0, engine.config.uppzy.poll_interval))
@@ -131,10 +109,15 @@ def _why_not_now(db: Session, turn: Turn) -> str | None:
     )).first()
     if newer is not None:
         return "superseded by a newer customer message"
+    # Stored rows follow conversation order (a ticket's messages are stored in the order the
+    # helpdesk lists them); timestamps, with whole seconds, could not tell which came first.
+    asked = db.exec(select(MessageRecord.id).where(
+        MessageRecord.adapter == turn.adapter, MessageRecord.external_id == turn.last_message_id,
+    )).first()
     agent_reply = db.exec(select(MessageRecord.id).where(
         MessageRecord.adapter == turn.adapter, MessageRecord.ticket_id == turn.ticket_id,
         MessageRecord.role == "agent", col(MessageRecord.public), ~col(MessageRecord.ours),
-        MessageRecord.created_at >= turn.last_message_at,
+        col(MessageRecord.id) > (asked or 0),
     )).first()
     if agent_reply is not None:
         return "answered by an agent"
@@ -173,10 +156,9 @@ def _submit(engine: Engine, turn: Turn) -> None:
         _touch_session(db, row, now)
         _release(row, delay=engine.estimator.first_poll_delay(row.site_id))
         db.add(row)
-    log.info("turn %d (%s/%s) asked: session %s request %s", turn.id, turn.adapter,
-             turn.ticket_id, turn.session_id, request_id)
+    log.info("turn %d asked Uppzy", turn.id, extra=turn_fields(row))
     engine.emit("turn_submitted", **turn_fields(row))
-    log.debug("turn %d question: %s", turn.id, turn.question)
+    log.debug("turn %d question: %s", turn.id, turn.question, extra=turn_fields(row))
 
 
 def _ask_sync(engine: Engine, turn: Turn) -> None:
@@ -251,8 +233,8 @@ def _store_answer(engine: Engine, row: Turn, answer: ChatAnswer) -> None:
     if low:
         row.reason = "answer below min_confidence"
     _release(row)
-    log.info("turn %d (%s/%s) answered (%s, confidence %s)", row.id, row.adapter,
-             row.ticket_id, row.request_id, answer.confidence_level or "n/a")
+    log.info("turn %d answered (confidence %s)", row.id, answer.confidence_level or "n/a",
+             extra=turn_fields(row))
     submitted = row.submitted_at or row.answered_at
     engine.emit("turn_answered", **turn_fields(row), polls=row.polls, low_confidence=low,
                 seconds=(row.answered_at - submitted).total_seconds(),
@@ -306,7 +288,7 @@ def _move_to_next_session(engine: Engine, turn: Turn, exc: RemoteError) -> None:
         _release(row)
         db.add(row)
     log.warning("turn %d: session refused by Uppzy (%s); continuing in %s", turn.id,
-                exc.status, row.session_id)
+                exc.status, row.session_id, extra=turn_fields(row))
 
 
 def _retry_later(engine: Engine, turn: Turn, exc: RemoteError) -> None:
@@ -322,8 +304,8 @@ def _retry_later(engine: Engine, turn: Turn, exc: RemoteError) -> None:
         _release(row, delay=delay)
         db.add(row)
     level = logging.INFO if isinstance(exc, RateLimited) else logging.WARNING
-    log.log(level, "turn %d (%s/%s): %s; retry %d in %.1fs", turn.id, turn.adapter,
-            turn.ticket_id, exc, row.attempts, delay)
+    log.log(level, "turn %d: %s; retry %d in %.1fs", turn.id, exc, row.attempts, delay,
+            extra=turn_fields(row))
 
 
 def _give_up(engine: Engine, turn: Turn, reason: str) -> None:
@@ -341,8 +323,8 @@ def _give_up(engine: Engine, turn: Turn, reason: str) -> None:
             row.attempts = 0
             _release(row)
         db.add(row)
-    log.warning("turn %d (%s/%s) failed: %s%s", turn.id, turn.adapter, turn.ticket_id, reason,
-                "" if fallback is None else "; posting the fallback note")
+    log.warning("turn %d failed: %s%s", turn.id, reason,
+                "" if fallback is None else "; posting the fallback note", extra=turn_fields(row))
     engine.emit("turn_failed", **turn_fields(row), reason=reason, fallback=fallback is not None)
 
 
@@ -405,8 +387,7 @@ def _post(engine: Engine, turn: Turn) -> None:
                 row.reason = f"the helpdesk refused the post: {exc}"[:500]
                 _release(row)
                 db.add(row)
-            log.error("turn %d (%s/%s): post refused: %s", turn.id, turn.adapter,
-                      turn.ticket_id, exc)
+            log.error("turn %d: post refused: %s", turn.id, exc, extra=turn_fields(row))
         return
     _mark_posted(engine, turn, posted.external_id, kind=posted.kind)
 
@@ -429,9 +410,9 @@ def _mark_posted(
         row.posted_at = utcnow()
         _release(row)
         db.add(row)
-    log.info("turn %d (%s/%s) posted as %s %s%s", turn.id, turn.adapter, turn.ticket_id,
+    log.info("turn %d posted as %s %s%s", turn.id,
              "fallback" if row.outcome == "fallback" else kind, posted_id,
-             " (found from an earlier attempt)" if reconciled else "")
+             " (found from an earlier attempt)" if reconciled else "", extra=turn_fields(row))
     engine.emit("turn_posted", **turn_fields(row), outcome=row.outcome, kind=kind,
                 reconciled=reconciled, posted_id=posted_id,
                 seconds=(row.posted_at - row.last_message_at).total_seconds())

@@ -45,6 +45,8 @@ class AdapterState(SQLModel, table=True):
     paused_until: datetime | None = None
     pause_reason: str | None = None
     consecutive_failures: int = 0
+    lease_owner: str | None = Field(default=None, max_length=128)  # the instance polling it
+    lease_until: datetime | None = None
 
 
 class TicketRecord(SQLModel, table=True):
@@ -182,3 +184,36 @@ class Feedback(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
     reason: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class BackfillOutcome(StrEnum):
+    QUEUED = "queued"  # a turn exists; the run follows it until it ends
+    DRAFTED = "drafted"  # its turn was posted
+    NOT_DRAFTED = "not_drafted"  # its turn ended otherwise (cancelled, failed); reason kept
+    SKIPPED = "skipped"  # not waiting for us when read; re-read only if the ticket changed since
+    ERROR = "error"  # could not be read; retried by the next run
+
+
+class BackfillItem(SQLModel, table=True):
+    """What backfill decided for one ticket, so a rerun skips what is done and resumes the rest.
+
+    Unique per adapter and ticket: a ticket is queued by backfill at most once, whatever window
+    later runs ask for; after that, new customer messages are the live poller's.
+    """
+
+    __tablename__ = "backfill_item"
+    __table_args__ = (
+        UniqueConstraint("adapter", "ticket_id", name="uq_backfill_adapter_ticket"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    adapter: str = Field(max_length=64)
+    ticket_id: str = Field(max_length=128)
+    since: datetime
+    until: datetime | None = None
+    outcome: str = Field(max_length=16)
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    turn_id: int | None = None
+    ticket_updated_at: datetime | None = None  # the ticket's version the decision was made on
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

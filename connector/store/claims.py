@@ -1,0 +1,138 @@
+"""Who works on what when several instances share one database.
+
+Due rows are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent
+instances take disjoint batches without waiting on each other; on SQLite the transaction already
+holds the write lock (``BEGIN IMMEDIATE``), which gives the same guarantee for one instance.
+A claim or an adapter lease carries an expiry that the holder renews by heartbeat; when an
+instance dies, its work becomes claimable again once the expiry passes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy import Engine, or_, update
+from sqlmodel import Session, col, select
+
+from connector.store.models import ACTIVE_TURN_STATES, AdapterState, TicketRecord, Turn
+
+
+class InstanceConflict(Exception):
+    """Another instance already runs on this SQLite file."""
+
+
+def _skip_locked(db: Session, query):  # type: ignore[no-untyped-def]
+    if db.get_bind().dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query
+
+
+def claim_turns(
+    db: Session, owner: str, now: datetime, ttl: timedelta, limit: int
+) -> list[int]:
+    """Lease up to ``limit`` due turns to ``owner``, oldest due first."""
+    query = (
+        select(Turn.id)
+        .where(
+            col(Turn.state).in_(ACTIVE_TURN_STATES),
+            Turn.next_attempt_at <= now,
+            or_(col(Turn.claim_until).is_(None), col(Turn.claim_until) < now),
+        )
+        .order_by(col(Turn.next_attempt_at))
+        .limit(limit)
+    )
+    ids = [i for i in db.exec(_skip_locked(db, query)).all() if i is not None]
+    if ids:
+        db.execute(update(Turn).where(col(Turn.id).in_(ids))
+                   .values(claim_owner=owner, claim_until=now + ttl))
+    return ids
+
+
+def claim_tickets(
+    db: Session, adapters: list[str], now: datetime, ttl: timedelta, limit: int
+) -> list[tuple[int, int]]:
+    """Lease tickets due for a conversation read: (row id, change_seq) pairs.
+
+    The lease is ``sync_after`` itself: pushed into the future while the read runs, so no other
+    instance (or tick) reads the same ticket meanwhile.
+    """
+    if not adapters:
+        return []
+    query = (
+        select(TicketRecord.id, TicketRecord.change_seq)
+        .where(col(TicketRecord.needs_sync), TicketRecord.sync_after <= now,
+               col(TicketRecord.adapter).in_(adapters))
+        .order_by(col(TicketRecord.sync_after))
+        .limit(limit)
+    )
+    rows = [(i, seq) for i, seq in db.exec(_skip_locked(db, query)).all() if i is not None]
+    if rows:
+        db.execute(update(TicketRecord).where(col(TicketRecord.id).in_([r[0] for r in rows]))
+                   .values(sync_after=now + ttl))
+    return rows
+
+
+def hold_adapter(db: Session, adapter: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+    """Take or renew the lease to poll ``adapter``; False while another live instance has it."""
+    state = db.get(AdapterState, adapter)
+    if state is None:
+        db.add(AdapterState(adapter=adapter, lease_owner=owner, lease_until=now + ttl))
+        db.flush()
+        return True
+    result = db.execute(
+        update(AdapterState)
+        .where(AdapterState.adapter == adapter,
+               or_(AdapterState.lease_owner == owner, col(AdapterState.lease_owner).is_(None),
+                   col(AdapterState.lease_until) < now))
+        .values(lease_owner=owner, lease_until=now + ttl)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def heartbeat(db: Session, owner: str, now: datetime, ttl: timedelta) -> None:
+    """Extend every lease and claim ``owner`` still holds."""
+    until = now + ttl
+    db.execute(update(AdapterState).where(AdapterState.lease_owner == owner)
+               .values(lease_until=until))
+    db.execute(update(Turn).where(Turn.claim_owner == owner, col(Turn.claim_until).is_not(None))
+               .values(claim_until=until))
+
+
+def release_all(db: Session, owner: str) -> None:
+    """Give up everything at a clean stop, so other instances need not wait for expiry."""
+    db.execute(update(AdapterState).where(AdapterState.lease_owner == owner)
+               .values(lease_owner=None, lease_until=None))
+    db.execute(update(Turn).where(Turn.claim_owner == owner)
+               .values(claim_owner=None, claim_until=None))
+
+
+def lock_sqlite_file(engine: Engine) -> IO[str] | None:
+    """Refuse a second instance on the same SQLite file (its locking is per host, not per row).
+
+    Returns the open lock file, to keep for the process's lifetime; None for other databases.
+    """
+    if engine.dialect.name != "sqlite" or not engine.url.database or \
+            engine.url.database == ":memory:":
+        return None
+    path = Path(f"{Path(engine.url.database).resolve()}.lock")
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise InstanceConflict(
+            f"{engine.url.database} is already used by connector instance {holder}; SQLite "
+            "supports one instance: stop it, or use PostgreSQL (database.url: "
+            "postgresql+psycopg://...) to run several"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.uname().nodename}-{os.getpid()}\n")
+    handle.flush()
+    return handle

@@ -1,0 +1,35 @@
+"""Constants and config builders shared by test modules (importable, unlike conftest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from adapters.zendesk.simulator import ZendeskSimulator
+from connector.sandbox.uppzy_sim import UppzySimulator
+
+API_KEY = "uppzy-test-key-5f1c9e"
+ZD_TOKEN = "zd-api-token-77aa31"
+
+
+def config_dict(
+    tmp_path: Path, uppzy_sim: UppzySimulator, zendesk_sim: ZendeskSimulator, **overrides: Any
+) -> dict[str, Any]:
+    """A config for the simulators; ``overrides`` replace whole sections or adapter keys."""
+    adapter = {
+        "name": "zd", "type": "zendesk", "url": zendesk_sim.url,
+        "auth": {"email": "bot@example.com", "api_token": ZD_TOKEN},
+        "poll_interval": "0.5s", "start_from": "10m",
+        **overrides.pop("adapter", {}),
+    }
+    data: dict[str, Any] = {
+        "uppzy": {"base_url": uppzy_sim.base_url, "api_key": API_KEY, "site_id": "site-1",
+                  "poll_interval": "0.5s", "answer_timeout": "20s",
+                  **overrides.pop("uppzy", {})},
+        "database": {"url": f"sqlite:///{tmp_path / 'connector.db'}"},
+        "adapters": [adapter],
+        "engine": {"tick": "0.1s", **overrides.pop("engine", {})},
+        "ops": {"listen": "127.0.0.1:0", **overrides.pop("ops", {})},
+    }
+    data.update(overrides)
+    return data
