@@ -90,6 +90,14 @@ class Capabilities:
     webhook: str | None = None  # the push-signature scheme, when the helpdesk has one
 
 
+class DraftOverride(BaseModel):
+    """Per-adapter ``draft:`` keys; anything not set follows the top-level ``draft`` section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["post", "shadow"] | None = None
+
+
 class AdapterSettings(BaseModel):
     """Settings every adapter accepts; subclasses add ``auth`` and their own filters."""
 
@@ -110,6 +118,7 @@ class AdapterSettings(BaseModel):
         description="Close a session after this long without a customer message, even while "
         "the ticket stays open; the next message continues in the next session id.",
     )
+    draft: DraftOverride = DraftOverride()
 
     @field_validator("url")
     @classmethod

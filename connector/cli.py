@@ -185,6 +185,13 @@ def status(
         )
     out.print(table)
     for a in report["adapters"]:
+        shadow = a["shadow"]
+        if shadow["enabled"] or shadow["answers"]:
+            mean = shadow["mean_similarity"]
+            out.print(
+                f"  {a['name']} shadow mode: {shadow['answers']} answers kept, "
+                f"{shadow['compared_with_agent_reply']} compared with the agent's reply, mean "
+                f"similarity {'n/a' if mean is None else f'{mean:.0%}'}", markup=False)
         for f in a["recent_failures"]:
             out.print(f"  {a['name']} ticket {f['ticket']}: {f['reason']}", markup=False)
 

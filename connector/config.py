@@ -72,6 +72,7 @@ class DatabaseSettings(_Strict):
 
 
 class DraftSettings(_Strict):
+    mode: Literal["post", "shadow"] = "post"  # shadow: answers stored and compared, not posted
     template: str = "{answer}\n\n— {marker}"
     min_confidence: float | Literal["low", "medium", "high"] | None = None
     fallback: str = (
@@ -195,6 +196,10 @@ class Config(_Strict):
 
     def site_for(self, adapter: AdapterSettings) -> str:
         return adapter.site_id or self.uppzy.site_id
+
+    def shadow(self, adapter: AdapterSettings) -> bool:
+        """Whether this adapter only stores answers (to compare with agents) instead of posting."""
+        return (adapter.draft.mode or self.draft.mode) == "shadow"
 
 
 def expand_env(value: Any, path: str = "", env: dict[str, str] | None = None) -> Any:

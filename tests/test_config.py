@@ -149,8 +149,11 @@ def test_console_script_exits_2_before_any_remote_call(tmp_path: Path):
 
 
 def test_config_example_documents_a_valid_config(monkeypatch: pytest.MonkeyPatch):
-    for key in ("UPPZY_API_KEY", "UPPZY_SITE_ID", "ZENDESK_API_TOKEN", "RT_TOKEN"):
+    for key in ("UPPZY_API_KEY", "UPPZY_SITE_ID", "ZENDESK_API_TOKEN", "RT_TOKEN",
+                "HELPSCOUT_APP_ID", "HELPSCOUT_APP_SECRET", "FRESHDESK_API_KEY", "ZAMMAD_TOKEN"):
         monkeypatch.setenv(key, "value-for-test")
     config = load_config(Path(__file__).parent.parent / "config.example.yaml")
-    assert [a.type for a in config.adapters] == ["zendesk", "rt"]
+    assert [a.type for a in config.adapters] == ["zendesk", "rt", "helpscout", "freshdesk",
+                                                 "zammad"]
+    assert config.notifications[0].format == "json"
     assert config.draft.template == "{answer}\n\n— {marker}"

@@ -292,3 +292,31 @@ def test_unknown_adapter_in_config_is_a_config_error(make_config):
         assert "adapters[0].type" in str(exc)
     else:
         raise AssertionError("expected a ConfigError")
+
+
+def test_shadow_mode_keeps_answers_and_compares_them_with_agents(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
+):
+    uppzy.answer_fn = lambda _s, message: f"To reset your password open settings. ({message})"
+    agent = zendesk.add_user("A", "agent", "a@example.com")
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    close = zendesk.create_ticket(customer, "How do I reset my password?")
+    far = zendesk.create_ticket(customer, "Do you ship to Norway?")
+    early = zendesk.create_ticket(customer, "Can I pay by invoice?")
+    zendesk.add_comment(early, agent, "Yes, invoices are fine.")  # before we even asked
+    engine = make_engine(adapter={"draft": {"mode": "shadow"}})
+    assert engine.run_once()
+    assert notes_per_ticket(zendesk) == Counter()  # nothing posted, ever
+    zendesk.add_comment(close, agent, "To reset your password, open settings.")
+    zendesk.add_comment(far, agent, "We deliver across Europe within five days.")
+    assert engine.run_once()
+    assert notes_per_ticket(zendesk) == Counter()
+    scores = {int(t.ticket_id): t.similarity for t in turns(engine)}
+    assert {t.state for t in turns(engine)} == {"shadowed"}
+    assert scores[close] > 0.6 > scores[far]
+    assert scores[early] is not None
+    from connector.engine.status import collect
+
+    shadow = collect(engine.config, engine.db)["adapters"][0]["shadow"]
+    assert shadow == {"enabled": True, "answers": 3, "compared_with_agent_reply": 3,
+                      "mean_similarity": round(sum(scores.values()) / 3, 3)}

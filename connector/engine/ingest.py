@@ -15,7 +15,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from adapters.base import Message, Role, Ticket
-from connector.engine import sessions
+from connector.engine import replies, sessions
 from connector.engine.render import find_marker
 from connector.errors import (
     AuthenticationFailed,
@@ -289,13 +289,16 @@ def apply_conversation(
         col(Turn.posted_id).is_not(None),
     )).all())
     epoch = None if history_ok else (adapter_state(db, name).epoch or utcnow())
+    # Shadow mode answers what agents already answered too: that is the comparison.
+    shadow = engine.config.shadow(engine.config.adapter(name))
     last_agent_index = -1
     new_customer: list[Message] = []
     for index, message in enumerate(messages):
         ours = message.external_id in posted_ids or find_marker(message.body) is not None
         if message.role == Role.AGENT and message.public and not ours:
             last_agent_index = index
-            new_customer.clear()  # a human answered everything before this
+            if not shadow:
+                new_customer.clear()  # a human answered everything before this
         if message.external_id not in known:
             db.add(MessageRecord(
                 adapter=name, ticket_id=record.external_id, external_id=message.external_id,
@@ -312,9 +315,12 @@ def apply_conversation(
         _resolve(engine, db, record, f"ticket {record.status or 'resolved'}")
         _collect_feedback(engine, db, record)
         return
-    if last_agent_index >= 0:
+    if last_agent_index >= 0 and not shadow:
         answered = {m.external_id for m in messages[:last_agent_index]}
         _cancel_answered_by_agent(db, record, answered)
+    if shadow:
+        db.flush()
+        replies.compare_shadowed(db, name, record.external_id)
     if new_customer:
         if was_resolved_session:
             log.info("ticket %s/%s reopened; continuing in a new session", name,

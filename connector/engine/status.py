@@ -35,6 +35,9 @@ def collect(config: Config, db_engine: Engine) -> dict[str, Any]:
             ).all()
             tickets = db.exec(select(func.count()).select_from(TicketRecord).where(
                 TicketRecord.adapter == name)).one()
+            compared, mean = db.exec(select(func.count(Turn.similarity), func.avg(Turn.similarity))
+                                     .where(Turn.adapter == name,
+                                            Turn.state == TurnState.SHADOWED)).one()
             paused = bool(state and state.paused_until and state.paused_until > now)
             report["adapters"].append({
                 "name": name,
@@ -50,6 +53,12 @@ def collect(config: Config, db_engine: Engine) -> dict[str, Any]:
                 "sessions": {"open": int(sessions.get("open", 0)),
                              "closing": int(sessions.get("closing", 0)),
                              "closed": int(sessions.get("closed", 0))},
+                "shadow": {
+                    "enabled": config.shadow(settings),
+                    "answers": int(turns.get(TurnState.SHADOWED.value, 0)),
+                    "compared_with_agent_reply": int(compared or 0),
+                    "mean_similarity": None if mean is None else round(float(mean), 3),
+                },
                 "recent_failures": [
                     {"ticket": t, "reason": redact(r or ""), "at": at.isoformat()}
                     for t, r, at in failures

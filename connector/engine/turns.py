@@ -16,7 +16,7 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from adapters.base import Ticket
-from connector.engine import render, sessions
+from connector.engine import render, replies, sessions
 from connector.engine.ingest import cancel, handle_adapter_error
 from connector.errors import (
     AuthenticationFailed,
@@ -32,7 +32,6 @@ from connector.store import claims
 from connector.store.db import session_scope
 from connector.store.models import (
     ACTIVE_TURN_STATES,
-    MessageRecord,
     TicketRecord,
     Turn,
     TurnState,
@@ -63,7 +62,8 @@ def advance(engine: Engine, turn_id: int) -> None:
         if turn is None or turn.state not in ACTIVE_TURN_STATES:
             return
         state = turn.state
-        blocked = _why_not_now(db, turn)
+        shadow = engine.config.shadow(engine.config.adapter(turn.adapter))
+        blocked = _why_not_now(db, turn, shadow)
         if blocked is not None:
             cancel(turn, blocked)
             db.add(turn)
@@ -80,8 +80,23 @@ def advance(engine: Engine, turn_id: int) -> None:
             _submit(engine, turn)
     elif state == TurnState.SUBMITTED:
         _poll(engine, turn)
+    elif shadow:
+        _shadow(engine, turn)
     else:
         _post(engine, turn)
+
+
+def _shadow(engine: Engine, turn: Turn) -> None:
+    """Shadow mode: keep the answer for comparison with what the agent sends; post nothing."""
+    with session_scope(engine.db) as db:
+        row = _reload(db, turn)
+        row.state = TurnState.SHADOWED
+        _release(row)
+        db.add(row)
+        db.flush()
+        replies.compare_shadowed(db, row.adapter, row.ticket_id)
+    log.info("turn %d answered in shadow mode (not posted)", turn.id, extra=turn_fields(row))
+    engine.emit("turn_shadowed", **turn_fields(row))
 
 
 def _release(turn: Turn, *, delay: float = 0.0) -> None:
@@ -91,11 +106,12 @@ def _release(turn: Turn, *, delay: float = 0.0) -> None:
     turn.updated_at = utcnow()
 
 
-def _why_not_now(db: Session, turn: Turn) -> str | None:
+def _why_not_now(db: Session, turn: Turn, shadow: bool) -> str | None:
     """The reason this turn must not be answered any more, if there is one.
 
     A turn already asked keeps polling even when superseded (its session must stay with one
-    request in flight); it is dropped when its answer is ready.
+    request in flight); it is dropped when its answer is ready. In shadow mode an agent's reply
+    is what the answer is compared with, so it cancels nothing.
     """
     ticket = db.exec(select(TicketRecord).where(
         TicketRecord.adapter == turn.adapter, TicketRecord.external_id == turn.ticket_id
@@ -109,17 +125,7 @@ def _why_not_now(db: Session, turn: Turn) -> str | None:
     )).first()
     if newer is not None:
         return "superseded by a newer customer message"
-    # Stored rows follow conversation order (a ticket's messages are stored in the order the
-    # helpdesk lists them); timestamps, with whole seconds, could not tell which came first.
-    asked = db.exec(select(MessageRecord.id).where(
-        MessageRecord.adapter == turn.adapter, MessageRecord.external_id == turn.last_message_id,
-    )).first()
-    agent_reply = db.exec(select(MessageRecord.id).where(
-        MessageRecord.adapter == turn.adapter, MessageRecord.ticket_id == turn.ticket_id,
-        MessageRecord.role == "agent", col(MessageRecord.public), ~col(MessageRecord.ours),
-        col(MessageRecord.id) > (asked or 0),
-    )).first()
-    if agent_reply is not None:
+    if not shadow and replies.agent_reply_after(db, turn) is not None:
         return "answered by an agent"
     return None
 

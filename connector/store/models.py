@@ -22,6 +22,7 @@ class TurnState(StrEnum):
     ANSWERED = "answered"  # answer (or fallback) ready to post
     POSTING = "posting"  # post started; on retry, look for our marker first
     POSTED = "posted"
+    SHADOWED = "shadowed"  # shadow mode: answer stored, nothing posted
     FAILED = "failed"
     CANCELLED = "cancelled"
 
@@ -134,6 +135,7 @@ class Turn(SQLModel, table=True):
     answered_at: datetime | None = None
     outcome: str | None = Field(default=None, max_length=16)  # draft | fallback
     superseded_by: int | None = None
+    similarity: float | None = None  # shadow mode: answer vs the agent's actual reply, 0..1
     posted_id: str | None = Field(default=None, max_length=128)
     posted_at: datetime | None = None
     attempts: int = 0
