@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -18,8 +18,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, field_validator
 
+from adapters.webhooks import WebhookScheme, scheme_for
 from connector.durations import Duration
 from connector.http import CallObserver, HttpClient, RetryPolicy, Timeouts, header_retry_after
+from connector.redact import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,11 @@ class AdapterSettings(BaseModel):
         description="Close a session after this long without a customer message, even while "
         "the ticket stays open; the next message continues in the next session id.",
     )
+    webhook_secret: SecretStr | None = Field(
+        default=None, min_length=16,
+        description="Enables POST /webhooks/<name> on the ops listener: the helpdesk's signing "
+        "secret (or, for Freshdesk, the shared secret it sends in a header).",
+    )
     draft: DraftOverride = DraftOverride()
 
     @field_validator("url")
@@ -146,6 +153,7 @@ class Adapter(ABC):
 
     def __init__(self, settings: AdapterSettings, *, observer: CallObserver | None = None) -> None:
         self.settings = settings
+        register_secret(secret_value(settings.webhook_secret))
         self.http = self.make_http(observer)
 
     @property
@@ -211,6 +219,33 @@ class Adapter(ABC):
         adapter without it cannot be backfilled.
         """
         raise NotImplementedError(f"{self.type_name} adapters do not support backfill")
+
+    # ----- push webhooks: only ever a hint to re-read a ticket now ----------------------------
+    def webhook_scheme(self) -> WebhookScheme | None:
+        """How this helpdesk signs webhooks; override to pass settings to the scheme."""
+        return scheme_for(self.capabilities.webhook)
+
+    def accepts_webhooks(self) -> bool:
+        """A route exists only with a scheme and a configured secret: no secret, no entry."""
+        return self.settings.webhook_secret is not None and self.webhook_scheme() is not None
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """Whether the request really comes from the helpdesk (header names lower-cased)."""
+        scheme = self.webhook_scheme()
+        secret = secret_value(self.settings.webhook_secret).encode()
+        return scheme is not None and bool(secret) and scheme.verify(secret, headers, body)
+
+    def webhook_delivery_id(self, headers: Mapping[str, str]) -> str | None:
+        """The vendor's id of this delivery, the same on its retries; None when it sends none."""
+        return None
+
+    def webhook_ticket_ids(self, headers: Mapping[str, str], body: bytes) -> list[str]:
+        """Ticket ids a verified payload names ([] for events not about a ticket).
+
+        Payloads are partial or user-shaped, so only the id is taken; the engine re-reads the
+        rest. Raises ``adapters.webhooks.WebhookPayloadError`` when the body names no ticket.
+        """
+        raise NotImplementedError(f"{self.type_name} adapters do not parse webhooks")
 
     def close(self) -> None:
         self.http.close()

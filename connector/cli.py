@@ -79,12 +79,14 @@ def run(
     from connector.engine.turns import UppzyAccessError
     from connector.ops import start_ops
     from connector.store.claims import InstanceConflict
+    from connector.webhooks import register_webhooks
 
     engine = Engine(cfg)
     ops = None
     try:
         engine.start()
         ops = start_ops(engine, serve=not once)  # --once: notifications only, no port
+        register_webhooks(ops, engine)
         engine.check_uppzy()
     except InstanceConflict as exc:
         err.print(f"refusing to start: {exc}", markup=False)

@@ -117,6 +117,9 @@ class Metrics:
         self.notifications = Counter(
             "connector_notifications", "Outbound notifications; outcome sent, failed or dropped",
             ["target", "event", "outcome"], registry=r)
+        self.webhooks = Counter(
+            "connector_webhooks", "Helpdesk push webhooks by outcome: accepted, ignored, "
+            "duplicate, refused (bad signature) or malformed", ["adapter", "outcome"], registry=r)
         r.register(StoreCollector(engine))
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "http_call": self._http_call,
@@ -130,6 +133,7 @@ class Metrics:
             "session_closed": self._session_closed,
             "feedback_sent": self._feedback_sent,
             "uppzy_refused": self._uppzy_refused,
+            "webhook": self._webhook,
         }
 
     def render(self) -> bytes:
@@ -191,6 +195,9 @@ class Metrics:
 
     def _uppzy_refused(self, _f: dict[str, Any]) -> None:
         self.uppzy_refused.inc()
+
+    def _webhook(self, f: dict[str, Any]) -> None:
+        self.webhooks.labels(f["adapter"], f["outcome"]).inc()
 
 
 def _flag(value: object) -> str:

@@ -24,7 +24,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import takewhile
@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from adapters import webhooks
 from adapters.base import (
     Adapter,
     AdapterSettings,
@@ -104,6 +105,10 @@ class FreshdeskSettings(AdapterSettings):
     group_ids: list[int] = Field(default_factory=list)
     product_ids: list[int] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
+    webhook_secret_header: str = Field(
+        default=webhooks.DEFAULT_SECRET_HEADER, pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="The custom header in which the automation rule sends webhook_secret.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -517,6 +522,19 @@ class FreshdeskAdapter(Adapter):
         if entry.get("incoming") is True or (user_id is not None and user_id == requester_id):
             return Role.CUSTOMER
         return Role.AGENT
+
+    # ----- webhooks --------------------------------------------------------------------------
+    def webhook_scheme(self) -> webhooks.WebhookScheme:
+        """Freshdesk cannot sign: the rule sends the secret in the configured header."""
+        return webhooks.SharedSecretHeader(self.settings.webhook_secret_header)
+
+    def webhook_ticket_ids(self, headers: Mapping[str, str], body: bytes) -> list[str]:
+        """The body is whatever the automation rule says: ``{"ticket_id": "{{ticket.id}}"}``
+        (the rule's "simple" content wraps its fields in ``freshdesk_webhook``)."""
+        data = webhooks.json_object(body)
+        if "ticket_id" not in data and isinstance(data.get("freshdesk_webhook"), dict):
+            data = data["freshdesk_webhook"]
+        return [webhooks.ticket_id(data.get("ticket_id"), "ticket_id")]
 
 
 def _next(position: _Position, tickets: list[Ticket], more: bool, now: datetime) -> _Position:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+import json
 import math
 import time
 from collections import deque
@@ -28,6 +29,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from adapters.text import html_to_text
+from adapters.webhooks import DEFAULT_SECRET_HEADER, post_webhook
 from connector.sandbox.server import SimRequest, SimResponse, Simulator
 
 STATUSES = {2: "Open", 3: "Pending", 4: "Resolved", 5: "Closed"}
@@ -337,6 +339,17 @@ class FreshdeskSimulator(Simulator):
         """The ticket as the view endpoint serves it, e.g. to build a custom answer for a Fault."""
         with self.lock:
             return self._ticket_json(self.tickets[ticket_id], description=True)
+
+    def send_webhook(
+        self, url: str, secret: str, ticket_id: int, *,
+        header: str = DEFAULT_SECRET_HEADER,
+    ) -> int:
+        """Deliver what an automation rule configured as the docs say sends to ``url``: the body
+        ``{"ticket_id": "<id>"}`` and the shared secret in ``header``. Returns the status."""
+        with self.lock:
+            self._live(ticket_id)
+        body = json.dumps({"ticket_id": str(ticket_id)}).encode()
+        return post_webhook(url, body, {header: secret})
 
     def adapter_config(self) -> dict[str, Any]:
         return {"url": self.url, "auth": {"api_key": self.api_key}}

@@ -23,7 +23,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import escape
@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from adapters import webhooks
 from adapters.base import (
     Adapter,
     AdapterSettings,
@@ -435,6 +436,15 @@ class HelpScoutAdapter(Adapter):
             body=clean_body(html=html) if role is Role.CUSTOMER else body_text(html=html),
             author_id=_id(author.get("id")),
         )
+
+    # ----- webhooks --------------------------------------------------------------------------
+    def webhook_ticket_ids(self, headers: Mapping[str, str], body: bytes) -> list[str]:
+        """Every ``convo.*`` event carries the conversation (``convo.deleted`` only its id);
+        customer, rating, tag and test (``helpscout.test``) events name none. Help Scout sends
+        no delivery id, so a redelivery costs one more re-read."""
+        if not headers.get("x-helpscout-event", "").startswith("convo."):
+            return []
+        return [webhooks.ticket_id(webhooks.json_object(body).get("id"), "id")]
 
 
 def _role(kind: Any, author_type: Any, source_type: Any) -> Role:

@@ -19,7 +19,11 @@ and the behaviours that break naive clients:
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import itertools
+import json
 import math
 import re
 import secrets
@@ -32,6 +36,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlencode
 
 from adapters.text import html_to_text
+from adapters.webhooks import post_webhook
 from connector.sandbox.server import SimRequest, SimResponse, Simulator
 
 NS = 1_000_000_000
@@ -374,6 +379,19 @@ class HelpScoutSimulator(Simulator):
         """The conversation as the API serves it, e.g. to build a custom answer for a Fault."""
         with self.lock:
             return self._conversation_json(self.conversations[conversation_id])
+
+    def send_webhook(
+        self, url: str, secret: str, conversation_id: int, *,
+        event: str = "convo.customer.reply.created",
+    ) -> int:
+        """Deliver ``event`` for a conversation to ``url`` as Help Scout does: the v2
+        Conversation object, signed with base64 HMAC-SHA1 of the body. Returns the status."""
+        body = json.dumps(self.conversation_json(conversation_id)).encode()
+        digest = hmac.new(secret.encode(), body, hashlib.sha1).digest()
+        return post_webhook(url, body, {
+            "X-HelpScout-Event": event,
+            "X-HelpScout-Signature": base64.b64encode(digest).decode(),
+        })
 
     def adapter_config(self) -> dict[str, Any]:
         return {"url": self.url, "auth": {"app_id": self.app_id, "app_secret": self.app_secret}}

@@ -17,12 +17,13 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from adapters import webhooks
 from adapters.base import (
     Adapter,
     AdapterSettings,
@@ -516,6 +517,16 @@ class ZammadAdapter(Adapter):
             return ""
         email = as_dict(resp.data).get("email")
         return email if isinstance(email, str) else ""
+
+    # ----- webhooks --------------------------------------------------------------------------
+    def webhook_delivery_id(self, headers: Mapping[str, str]) -> str | None:
+        return headers.get("x-zammad-delivery") or None
+
+    def webhook_ticket_ids(self, headers: Mapping[str, str], body: bytes) -> list[str]:
+        """The default payload holds the whole ticket; a customised one must keep
+        ``{"ticket": {"id": ...}}``."""
+        data = webhooks.json_object(body)
+        return [webhooks.ticket_id(as_dict(data.get("ticket")).get("id"), "ticket.id")]
 
 
 def _authorization(auth: ZammadTokenAuth | ZammadBearerAuth) -> str:

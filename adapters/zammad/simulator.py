@@ -21,16 +21,21 @@ service throttling, with ``Retry-After`` and ``X-RateLimit-*`` headers.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
+import json
 import math
 import re
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from adapters.webhooks import post_webhook
 from connector.sandbox.server import SimRequest, SimResponse, Simulator
 
 STATE_TYPES = {
@@ -497,6 +502,25 @@ class ZammadSimulator(Simulator):
         """The ticket as ``expand=true`` serves it, e.g. to build a custom answer for a Fault."""
         with self.lock:
             return self._ticket_json(self.tickets[ticket_id], expand=True)
+
+    def send_webhook(
+        self, url: str, secret: str, ticket_id: int, *, delivery_id: str | None = None,
+    ) -> int:
+        """Deliver a trigger's default payload (the ticket and its newest article) to ``url``
+        as Zammad does: ``X-Hub-Signature: sha1=<hex HMAC-SHA1>``, a random
+        ``X-Zammad-Delivery`` unless ``delivery_id`` redelivers one. Returns the status."""
+        with self.lock:
+            ticket = self.tickets[ticket_id]
+            payload = {"ticket": self._ticket_json(ticket, expand=True), "article":
+                       self._article_json(ticket.articles[-1]) if ticket.articles else {}}
+        body = json.dumps(payload).encode()
+        digest = hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+        return post_webhook(url, body, {
+            "User-Agent": "Zammad User Agent",
+            "X-Zammad-Trigger": "answer customers",
+            "X-Zammad-Delivery": delivery_id or str(uuid.uuid4()),
+            "X-Hub-Signature": f"sha1={digest}",
+        })
 
     def adapter_config(self) -> dict[str, Any]:
         return {"url": self.url, "auth": {"token": self.api_token}}

@@ -12,7 +12,7 @@ import base64
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from itertools import takewhile
 from typing import Any, Literal
@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from adapters import webhooks
 from adapters.base import (
     Adapter,
     AdapterSettings,
@@ -358,6 +359,22 @@ class ZendeskAdapter(Adapter):
                 return
             cursor = page.cursor
         log.warning("%s: backfill listing stopped after %d pages", self.name, MAX_BACKFILL_PAGES)
+
+    # ----- webhooks --------------------------------------------------------------------------
+    def webhook_delivery_id(self, headers: Mapping[str, str]) -> str | None:
+        return headers.get("x-zendesk-webhook-invocation-id") or None
+
+    def webhook_ticket_ids(self, headers: Mapping[str, str], body: bytes) -> list[str]:
+        """Event webhooks carry ``detail.id`` (events of other domains name no ticket); a
+        trigger or automation webhook sends the body the admin wrote, which must be
+        ``{"ticket_id": "{{ticket.id}}"}``."""
+        data = webhooks.json_object(body)
+        event = data.get("type")
+        if isinstance(event, str) and event.startswith("zen:event-type:"):
+            if not event.startswith("zen:event-type:ticket."):
+                return []
+            return [webhooks.ticket_id(as_dict(data.get("detail")).get("id"), "detail.id")]
+        return [webhooks.ticket_id(data.get("ticket_id"), "ticket_id")]
 
 
 def _authorization(auth: ZendeskTokenAuth | ZendeskBearerAuth) -> str:

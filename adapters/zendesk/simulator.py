@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import itertools
+import json
 import math
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +31,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from adapters.text import html_to_text
+from adapters.webhooks import post_webhook
 from connector.sandbox.server import SimRequest, SimResponse, Simulator
 
 NS = 1_000_000_000
@@ -334,6 +339,36 @@ class ZendeskSimulator(Simulator):
         """The ticket as the API serves it, e.g. to build a custom answer for a Fault."""
         with self.lock:
             return self._ticket_json(self.tickets[ticket_id])
+
+    def send_webhook(
+        self, url: str, secret: str, ticket_id: int, *, timestamp: str | None = None,
+        invocation_id: str | None = None,
+    ) -> int:
+        """Deliver a ``ticket.comment_added`` event webhook to ``url`` as Zendesk signs it:
+        base64 HMAC-SHA256 of timestamp + body. Returns the receiver's status code.
+
+        ``timestamp`` (ISO 8601, default now) lets a test send a stale one; ``invocation_id``
+        (default random) lets it redeliver the same invocation.
+        """
+        with self.lock:
+            ticket = self.tickets[ticket_id]
+            detail = {"id": str(ticket.id), "status": ticket.status.upper(),
+                      "requester_id": str(ticket.requester_id), "subject": ticket.subject,
+                      "updated_at": ticket.updated_at, "via": {"channel": ticket.via["channel"]}}
+        stamp = timestamp or _iso(time.time_ns())
+        body = json.dumps({
+            "type": "zen:event-type:ticket.comment_added", "account_id": 1,
+            "id": str(uuid.uuid4()), "time": stamp, "zendesk_event_version": "2022-11-06",
+            "subject": f"zen:ticket:{ticket.id}", "detail": detail, "event": {},
+        }).encode()
+        digest = hmac.new(secret.encode(), stamp.encode() + body, hashlib.sha256).digest()
+        return post_webhook(url, body, {
+            "User-Agent": "Zendesk Webhook",
+            "X-Zendesk-Webhook-Id": "01SIMULATEDWEBHOOK",
+            "X-Zendesk-Webhook-Invocation-Id": invocation_id or str(uuid.uuid4()),
+            "X-Zendesk-Webhook-Signature": base64.b64encode(digest).decode(),
+            "X-Zendesk-Webhook-Signature-Timestamp": stamp,
+        })
 
     def adapter_config(self) -> dict[str, Any]:
         return {"url": self.url,

@@ -202,8 +202,9 @@ class Engine:
         """Tell listeners what happened. Events: ``http_call`` (client, endpoint, outcome,
         seconds), ``poll_ok``/``poll_failed``, ``adapter_paused``, ``turn_submitted``,
         ``turn_answered``, ``turn_failed``, ``turn_posted``, ``session_closed``,
-        ``feedback_sent``, ``uppzy_refused``. Turn events carry adapter, ticket_id, session_id,
-        request_id and turn_id. A failing listener is logged, never allowed to stop the work.
+        ``feedback_sent``, ``uppzy_refused``, ``turn_shadowed``, ``webhook`` (adapter,
+        outcome). Turn events carry adapter, ticket_id, session_id, request_id and turn_id.
+        A failing listener is logged, never allowed to stop the work.
         """
         for listener in self._listeners:
             try:
