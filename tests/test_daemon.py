@@ -22,13 +22,27 @@ from connector.engine.runtime import Engine
 from connector.sandbox.server import Fault
 from connector.sandbox.uppzy_sim import UppzySimulator
 
+_started: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_outlives_its_test():
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
 
 def start_daemon(config: Path, log: Path, *args: str, level: str = "info") -> subprocess.Popen:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "connector", "run", "--config", str(config),
          "--log-level", level, *args],
         stdout=subprocess.DEVNULL, stderr=log.open("ab"), stdin=subprocess.DEVNULL,
     )
+    _started.append(proc)
+    return proc
 
 
 def notes(zendesk: ZendeskSimulator) -> Counter[int]:

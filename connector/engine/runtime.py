@@ -33,6 +33,7 @@ from connector.store import claims
 from connector.store.db import make_engine, migrate, session_scope
 from connector.store.models import (
     ACTIVE_TURN_STATES,
+    AdapterState,
     ChatSession,
     Feedback,
     TicketRecord,
@@ -88,6 +89,9 @@ class Engine:
             with session_scope(self.db) as db:
                 db.execute(update(Turn).where(col(Turn.claim_owner).is_not(None))
                            .values(claim_owner=None, claim_until=None))
+                # A killed predecessor's poll leases would otherwise hold polling for lease_ttl.
+                db.execute(update(AdapterState).where(col(AdapterState.lease_owner).is_not(None))
+                           .values(lease_owner=None, lease_until=None))
                 db.execute(update(TicketRecord).where(col(TicketRecord.needs_sync))
                            .values(sync_after=utcnow()))
 
