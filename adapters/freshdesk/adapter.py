@@ -44,6 +44,7 @@ from adapters.base import (
     Ticket,
     as_dict,
 )
+from adapters.payload import json_object, numeric_id, parse_time, path_number
 from adapters.text import body_text, clean_body, text_to_html
 from connector.durations import Duration
 from connector.errors import MalformedResponse, NotFound, PermissionDenied
@@ -172,8 +173,8 @@ class _Cursor:
             if data["v"] != CURSOR_VERSION:
                 return None
             page, seen, pending = data["page"], data["seen"], tuple(data["sweep"])
-            times = [_parse_time(data[key]) for key in ("since", "newest", "swept")]
-            anchors = {view: _parse_time(data["removed"][view]) for view in REMOVED_VIEWS}
+            times = [parse_time(data[key]) for key in ("since", "newest", "swept")]
+            anchors = {view: parse_time(data["removed"][view]) for view in REMOVED_VIEWS}
         except (ValueError, TypeError, KeyError):
             return None
         valid = (
@@ -216,8 +217,8 @@ class FreshdeskAdapter(Adapter):
     def check(self) -> str:
         """Who we are; an agent whose scope is not global would miss tickets, so it is shown."""
         resp = self.http.request("GET", "/api/v2/agents/me", endpoint="agents_me")
-        agent = _object(resp.data, "agents_me")
-        agent_id = _id(agent.get("id"))
+        agent = json_object(resp.data, "agents_me")
+        agent_id = numeric_id(agent.get("id"))
         if agent_id is None:
             raise MalformedResponse(f"{self.name} agents_me: no agent id", endpoint="agents_me")
         name = as_dict(agent.get("contact")).get("name") or "unnamed"
@@ -252,12 +253,12 @@ class FreshdeskAdapter(Adapter):
     # ----- writes ----------------------------------------------------------------------------
     def post_draft(self, ticket_id: str, text: str) -> Posted:
         """A private note; ``private`` is explicit although it is Freshdesk's default."""
-        number = _ticket_number(ticket_id)
+        number = path_number(ticket_id)
         resp = self.http.request(
             "POST", f"{TICKETS_PATH}/{number}/notes", endpoint="ticket_note",
             json_body={"body": text_to_html(text), "private": True}, idempotent=False,
         )
-        note_id = _id(as_dict(resp.data).get("id"))
+        note_id = numeric_id(as_dict(resp.data).get("id"))
         if note_id is None:
             raise MalformedResponse(
                 f"{self.name} ticket_note: note added to ticket {number} but no id in the answer",
@@ -378,12 +379,12 @@ class FreshdeskAdapter(Adapter):
 
     # ----- tickets and statuses --------------------------------------------------------------
     def _view(self, ticket_id: str) -> dict[str, Any]:
-        number = _ticket_number(ticket_id)
+        number = path_number(ticket_id)
         resp = self.http.request("GET", f"{TICKETS_PATH}/{number}", endpoint="ticket_view")
-        return _object(resp.data, "ticket_view")
+        return json_object(resp.data, "ticket_view")
 
     def _ticket(self, raw: dict[str, Any]) -> Ticket:
-        ticket_id = _id(raw.get("id"))
+        ticket_id = numeric_id(raw.get("id"))
         if ticket_id is None:
             raise MalformedResponse(f"{self.name}: ticket without an id")
         status = raw.get("status")
@@ -395,9 +396,9 @@ class FreshdeskAdapter(Adapter):
             status=self._status_name(status_id),
             resolved=raw.get("deleted") is True or raw.get("spam") is True
             or self._resolved(status_id),
-            updated_at=_parse_time(raw.get("updated_at")),
+            updated_at=parse_time(raw.get("updated_at")),
             subject=raw.get("subject") if isinstance(raw.get("subject"), str) else None,
-            requester_id=_id(raw.get("requester_id")),
+            requester_id=numeric_id(raw.get("requester_id")),
             channel=SOURCES.get(source, f"source {source}") if isinstance(source, int) else None,
             tags=frozenset(t for t in tags if isinstance(t, str))
             if isinstance(tags, list) else frozenset(),
@@ -477,7 +478,7 @@ class FreshdeskAdapter(Adapter):
 
     def _description(self, raw: dict[str, Any], ticket: Ticket) -> Message:
         """The ticket's own text, the first message, written by the requester (or an agent)."""
-        created_at = _parse_time(raw.get("created_at")) or ticket.updated_at
+        created_at = parse_time(raw.get("created_at")) or ticket.updated_at
         if created_at is None:
             raise MalformedResponse(f"{self.name}: ticket {ticket.external_id} has no created_at")
         role = Role.AGENT if raw.get("source") == OUTBOUND_EMAIL else Role.CUSTOMER
@@ -493,13 +494,13 @@ class FreshdeskAdapter(Adapter):
 
     def _message(self, item: Any, ticket: Ticket) -> Message | None:
         entry = as_dict(item)
-        entry_id = _id(entry.get("id"))
-        created_at = _parse_time(entry.get("created_at"))
+        entry_id = numeric_id(entry.get("id"))
+        created_at = parse_time(entry.get("created_at"))
         if entry_id is None or created_at is None:
             log.warning("%s: skipped a conversation on ticket %s without id or time", self.name,
                         ticket.external_id)
             return None
-        user_id = _id(entry.get("user_id"))
+        user_id = numeric_id(entry.get("user_id"))
         role = self._role(entry, user_id, ticket.requester_id)
         return Message(
             external_id=entry_id,
@@ -599,36 +600,12 @@ def _whole_second(when: datetime) -> datetime:
     return aware.astimezone(UTC).replace(microsecond=0)
 
 
-def _ticket_number(ticket_id: str) -> str:
-    """Freshdesk ids are numbers; anything else would build a different URL, so it cannot exist."""
-    if not _DIGITS.fullmatch(ticket_id):
-        raise NotFound(f"{ticket_id!r} is not a Freshdesk ticket id")
-    return ticket_id
 
 
-def _object(data: Any, endpoint: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise MalformedResponse(f"{endpoint}: answer is not a JSON object", endpoint=endpoint)
-    return data
 
 
-def _id(value: Any) -> str | None:
-    """A Freshdesk id as our text id; None for missing or non-numeric values."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, str) and _DIGITS.fullmatch(value):
-        return value
-    return None
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _has_next(resp: Response) -> bool:

@@ -43,12 +43,12 @@ from adapters.base import (
     Ticket,
     as_dict,
 )
+from adapters.payload import json_object, numeric_id, parse_time, path_number
 from adapters.text import body_text, clean_body
 from connector.errors import (
     AuthenticationFailed,
     BadRequest,
     MalformedResponse,
-    NotFound,
     PermissionDenied,
 )
 from connector.http import CallObserver, HttpClient, RetryPolicy, Timeouts, header_retry_after
@@ -73,7 +73,6 @@ MAX_THREAD_PAGES = 40  # 50 threads a page; Help Scout stops conversations far b
 MAX_MAILBOX_PAGES = 20
 MAX_BACKFILL_PAGES = 4000  # 100,000 conversations: a bound for the loop, not a real limit
 CURSOR_VERSION = "hs1"
-_DIGITS = re.compile(r"[0-9]+")
 
 
 class HelpScoutAuth(BaseModel):
@@ -128,8 +127,8 @@ class _Walk:
         parts = cursor.split("|")
         if len(parts) != 5 or parts[0] != CURSOR_VERSION:
             return None
-        since = _parse_time(parts[1])
-        started = None if parts[3] == "-" else _parse_time(parts[3])
+        since = parse_time(parts[1])
+        started = None if parts[3] == "-" else parse_time(parts[3])
         if since is None or (started is None and parts[3] != "-"):
             return None
         if not (parts[2].isdigit() and parts[4].isdigit() and int(parts[2]) >= 1):
@@ -230,8 +229,8 @@ class HelpScoutAdapter(Adapter):
     def check(self) -> str:
         """The app owner the token acts as, and that the configured mailboxes are visible."""
         resp = self.http.request("GET", "/v2/users/me", endpoint="users_me")
-        user = _object(resp.data, "users_me")
-        user_id = _id(user.get("id"))
+        user = json_object(resp.data, "users_me")
+        user_id = numeric_id(user.get("id"))
         if user_id is None:
             raise MalformedResponse(f"{self.name} users_me: no user id", endpoint="users_me")
         name = " ".join(
@@ -262,7 +261,7 @@ class HelpScoutAdapter(Adapter):
             params["mailbox"] = ",".join(map(str, self.settings.mailbox_ids))
         resp = self.http.request("GET", "/v2/conversations", endpoint="conversations_list",
                                  params=params)
-        body = _object(resp.data, "conversations_list")
+        body = json_object(resp.data, "conversations_list")
         items = _embedded(body, "conversations", "conversations_list")
         tickets = [
             ticket for index, item in enumerate(items)
@@ -282,13 +281,13 @@ class HelpScoutAdapter(Adapter):
         return ChangePage(tickets, _Walk(started - INDEX_OVERLAP).encode(), False)
 
     def get_ticket(self, ticket_id: str) -> Ticket:
-        number = _conversation_id(ticket_id)
+        number = path_number(ticket_id)
         resp = self.http.request("GET", f"/v2/conversations/{number}",
                                  endpoint="conversation_show")
-        return self._ticket(_object(resp.data, "conversation_show"))
+        return self._ticket(json_object(resp.data, "conversation_show"))
 
     def list_messages(self, ticket: Ticket) -> list[Message]:
-        number = _conversation_id(ticket.external_id)
+        number = path_number(ticket.external_id)
         messages = [
             message for thread in self._threads(number)
             if (message := self._message(thread, ticket.external_id)) is not None
@@ -298,11 +297,11 @@ class HelpScoutAdapter(Adapter):
     # ----- writes ----------------------------------------------------------------------------
     def post_draft(self, ticket_id: str, text: str) -> Posted:
         """A draft reply to the conversation's customer that leaves its status as it is."""
-        number = _conversation_id(ticket_id)
+        number = path_number(ticket_id)
         resp = self.http.request("GET", f"/v2/conversations/{number}",
                                  endpoint="conversation_show")
-        conversation = _object(resp.data, "conversation_show")
-        customer_id = _id(as_dict(conversation.get("primaryCustomer")).get("id"))
+        conversation = json_object(resp.data, "conversation_show")
+        customer_id = numeric_id(as_dict(conversation.get("primaryCustomer")).get("id"))
         if customer_id is None:
             raise MalformedResponse(
                 f"{self.name} conversation_show: conversation {number} has no primary customer "
@@ -317,7 +316,7 @@ class HelpScoutAdapter(Adapter):
             "POST", f"/v2/conversations/{number}/reply", endpoint="reply_create",
             json_body=payload, idempotent=False, expect_json=False,
         )
-        thread_id = _id(created.headers.get("Resource-ID"))
+        thread_id = numeric_id(created.headers.get("Resource-ID"))
         if thread_id is None:
             raise MalformedResponse(
                 f"{self.name} reply_create: draft created on conversation {number} but no "
@@ -353,7 +352,7 @@ class HelpScoutAdapter(Adapter):
         for page in range(1, MAX_MAILBOX_PAGES + 1):
             resp = self.http.request("GET", "/v2/mailboxes", endpoint="mailboxes",
                                      params={"page": page})
-            body = _object(resp.data, "mailboxes")
+            body = json_object(resp.data, "mailboxes")
             for item in _embedded(body, "mailboxes", "mailboxes"):
                 mailbox_id = as_dict(item).get("id")
                 if isinstance(mailbox_id, int):
@@ -371,7 +370,7 @@ class HelpScoutAdapter(Adapter):
             return None
 
     def _ticket(self, raw: dict[str, Any]) -> Ticket:
-        conversation_id = _id(raw.get("id"))
+        conversation_id = numeric_id(raw.get("id"))
         if conversation_id is None:
             raise MalformedResponse(f"{self.name}: conversation without an id")
         status = raw.get("status") if isinstance(raw.get("status"), str) else "unknown"
@@ -386,7 +385,7 @@ class HelpScoutAdapter(Adapter):
             resolved=status in RESOLVED_STATUSES or raw.get("state") == "deleted",
             updated_at=_last_activity(raw),
             subject=raw.get("subject") if isinstance(raw.get("subject"), str) else None,
-            requester_id=_id(customer.get("id")),
+            requester_id=numeric_id(customer.get("id")),
             requester_email=email_address if isinstance(email_address, str) else None,
             channel=channel if isinstance(channel, str) else None,
             tags=frozenset(
@@ -402,7 +401,7 @@ class HelpScoutAdapter(Adapter):
         threads: list[Any] = []
         for page in range(1, MAX_THREAD_PAGES + 1):
             resp = self.http.request("GET", path, endpoint="threads_v3", params={"page": page})
-            body = _object(resp.data, "threads_v3")
+            body = json_object(resp.data, "threads_v3")
             threads.extend(_embedded(body, "threads", "threads_v3"))
             if page >= _count(as_dict(body.get("page")).get("totalPages")):
                 return threads
@@ -413,8 +412,8 @@ class HelpScoutAdapter(Adapter):
 
     def _message(self, item: Any, ticket_id: str) -> Message | None:
         thread = as_dict(item)
-        thread_id = _id(thread.get("id"))
-        created_at = _parse_time(thread.get("createdAt"))
+        thread_id = numeric_id(thread.get("id"))
+        created_at = parse_time(thread.get("createdAt"))
         if thread_id is None or created_at is None:
             log.warning("%s: skipped a thread of conversation %s without id or time", self.name,
                         ticket_id)
@@ -434,7 +433,7 @@ class HelpScoutAdapter(Adapter):
             role=role,
             public=kind in PUBLIC_TYPES and thread.get("state") == "published",
             body=clean_body(html=html) if role is Role.CUSTOMER else body_text(html=html),
-            author_id=_id(author.get("id")),
+            author_id=numeric_id(author.get("id")),
         )
 
     # ----- webhooks --------------------------------------------------------------------------
@@ -465,17 +464,8 @@ def _to_html(text: str) -> str:
     return "".join(f"<p>{escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)
 
 
-def _conversation_id(ticket_id: str) -> str:
-    """Help Scout ids are numbers; anything else would build a different URL."""
-    if not _DIGITS.fullmatch(ticket_id):
-        raise NotFound(f"{ticket_id!r} is not a Help Scout conversation id")
-    return ticket_id
 
 
-def _object(data: Any, endpoint: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise MalformedResponse(f"{endpoint}: answer is not a JSON object", endpoint=endpoint)
-    return data
 
 
 def _embedded(body: dict[str, Any], key: str, endpoint: str) -> list[Any]:
@@ -492,12 +482,6 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def _id(value: Any) -> str | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return str(value)
-    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
-        return value.strip()
-    return None
 
 
 def _utc(when: datetime) -> datetime:
@@ -508,13 +492,6 @@ def _iso(when: datetime) -> str:
     return _utc(when).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return _utc(datetime.fromisoformat(value))
-    except ValueError:
-        return None
 
 
 def _server_time(headers: Any) -> datetime:
@@ -529,7 +506,7 @@ def _server_time(headers: Any) -> datetime:
 def _last_activity(raw: dict[str, Any]) -> datetime | None:
     """Latest of the times a conversation shows; Help Scout does not expose its modifiedAt."""
     times = [
-        _parse_time(value) for value in (
+        parse_time(value) for value in (
             raw.get("createdAt"), raw.get("userUpdatedAt"), raw.get("closedAt"),
             as_dict(raw.get("customerWaitingSince")).get("time"),
         )

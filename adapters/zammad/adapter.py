@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -36,6 +35,7 @@ from adapters.base import (
     as_dict,
     union_by_key,
 )
+from adapters.payload import json_object, numeric_id, parse_time, path_number
 from adapters.text import body_text, clean_body, text_to_html
 from connector.durations import Duration
 from connector.errors import MalformedResponse, NotFound, PermissionDenied
@@ -58,7 +58,6 @@ DRAFT_PREFIX = "draft:"  # shared drafts and articles have separate id sequences
 GROUP_CACHE_SECONDS = 300.0
 CURSOR_VERSION = 1
 MAX_BACKFILL_PAGES = 2000
-_DIGITS = re.compile(r"[0-9]+")
 
 
 class ZammadTokenAuth(BaseModel):
@@ -148,7 +147,7 @@ class _Position:
             data = as_dict(json.loads(text))
         except ValueError:
             return None
-        since, page, seen = _parse_time(data.get("since")), data.get("page"), data.get("seen")
+        since, page, seen = parse_time(data.get("since")), data.get("page"), data.get("seen")
         if data.get("v") != CURSOR_VERSION or since is None or not isinstance(page, int) \
                 or page < 1 or not isinstance(seen, dict) \
                 or not all(isinstance(v, str) for v in seen.values()):
@@ -183,8 +182,8 @@ class ZammadAdapter(Adapter):
         resp = self.http.request(
             "GET", f"{API_PATH}/users/me", endpoint="users_me", params={"expand": "true"}
         )
-        user = _object(resp.data, "users_me")
-        user_id = _id(user.get("id"))
+        user = json_object(resp.data, "users_me")
+        user_id = numeric_id(user.get("id"))
         if user_id is None:
             raise MalformedResponse(f"{self.name} users_me: no user id", endpoint="users_me")
         roles = [r for r in user.get("roles") or [] if isinstance(r, str)]
@@ -227,7 +226,7 @@ class ZammadAdapter(Adapter):
         new = [hit for hit in hits if seen.get(hit.ticket_id) != hit.updated_at]
         seen.update((hit.ticket_id, hit.updated_at) for hit in new)
         tickets = [ticket for hit in new if (ticket := self._report(hit)) is not None]
-        newest = max(filter(None, map(_parse_time, seen.values())), default=position.since)
+        newest = max(filter(None, map(parse_time, seen.values())), default=position.since)
         horizon = newest - timedelta(seconds=self.settings.overlap)
         fresh = position.fresh or bool(new)
         if len(items) >= size:
@@ -242,12 +241,12 @@ class ZammadAdapter(Adapter):
         return ChangePage(tickets, _Position(since, 1, _recent(seen, since)).dump(), again)
 
     def get_ticket(self, ticket_id: str) -> Ticket:
-        number = _ticket_number(ticket_id)
+        number = path_number(ticket_id)
         ticket = self._ticket(self._ticket_raw(number, expand=True))
         return dataclasses.replace(ticket, tags=self._tags(number))
 
     def list_messages(self, ticket: Ticket) -> list[Message]:
-        number = _ticket_number(ticket.external_id)
+        number = path_number(ticket.external_id)
         resp = self.http.request(
             "GET", f"{API_PATH}/ticket_articles/by_ticket/{number}", endpoint="articles_by_ticket",
         )
@@ -269,7 +268,7 @@ class ZammadAdapter(Adapter):
         for message in self.list_messages(ticket):
             if marker in message.body:
                 return message.external_id
-        draft = self._shared_draft(_ticket_number(ticket.external_id))
+        draft = self._shared_draft(path_number(ticket.external_id))
         if draft is not None and marker in draft[1]:
             return f"{DRAFT_PREFIX}{draft[0]}"
         return None
@@ -281,7 +280,7 @@ class ZammadAdapter(Adapter):
         An existing shared draft is never overwritten: an agent may be editing it, and there is
         one per ticket.
         """
-        number = _ticket_number(ticket_id)
+        number = path_number(ticket_id)
         html = text_to_html(text)
         if self.settings.shared_drafts:
             raw = self._ticket_raw(number, expand=False)
@@ -304,7 +303,7 @@ class ZammadAdapter(Adapter):
             json_body={"form_id": uuid.uuid4().hex, "new_article": new_article,
                        "ticket_attributes": {}},
         )
-        draft_id = _id(as_dict(resp.data).get("shared_draft_id"))
+        draft_id = numeric_id(as_dict(resp.data).get("shared_draft_id"))
         if draft_id is None:
             raise MalformedResponse(
                 f"{self.name} shared_draft_update: ticket {number} answered without a draft id",
@@ -319,7 +318,7 @@ class ZammadAdapter(Adapter):
             json_body={"ticket_id": int(number), "body": html, "content_type": "text/html",
                        "type": "note", "internal": True},
         )
-        article_id = _id(as_dict(resp.data).get("id"))
+        article_id = numeric_id(as_dict(resp.data).get("id"))
         if article_id is None:
             raise MalformedResponse(
                 f"{self.name} article_create: ticket {number} answered without an article id",
@@ -358,8 +357,8 @@ class ZammadAdapter(Adapter):
 
     def _hit(self, index: int, item: Any) -> _Hit | None:
         raw = as_dict(item)
-        ticket_id, updated = _id(raw.get("id")), raw.get("updated_at")
-        when = _parse_time(updated)
+        ticket_id, updated = numeric_id(raw.get("id")), raw.get("updated_at")
+        when = parse_time(updated)
         if ticket_id is None or not isinstance(updated, str) or when is None:
             log.warning("%s: skipped search hit %d: no ticket id or updated_at", self.name, index)
             return None
@@ -383,10 +382,10 @@ class ZammadAdapter(Adapter):
             "GET", f"{API_PATH}/tickets/{number}", endpoint="ticket_show",
             params={"expand": "true"} if expand else None,
         )
-        return _object(resp.data, "ticket_show")
+        return json_object(resp.data, "ticket_show")
 
     def _ticket(self, raw: dict[str, Any]) -> Ticket:
-        ticket_id = _id(raw.get("id"))
+        ticket_id = numeric_id(raw.get("id"))
         state_id = raw.get("state_id")
         if ticket_id is None or not isinstance(state_id, int) or isinstance(state_id, bool):
             raise MalformedResponse(f"{self.name}: ticket without id or state_id")
@@ -397,9 +396,9 @@ class ZammadAdapter(Adapter):
             external_id=ticket_id,
             status=shown if isinstance(shown, str) else state_name,
             resolved=state_type in RESOLVED_STATE_TYPES,
-            updated_at=_parse_time(raw.get("updated_at")),
+            updated_at=parse_time(raw.get("updated_at")),
             subject=raw.get("title") if isinstance(raw.get("title"), str) else None,
-            requester_id=_id(raw.get("customer_id")),
+            requester_id=numeric_id(raw.get("customer_id")),
             channel=channel if isinstance(channel, str) else None,
             url=f"{self.settings.url}/#ticket/zoom/{ticket_id}",
         )
@@ -449,8 +448,8 @@ class ZammadAdapter(Adapter):
 
     def _message(self, item: Any, number: str) -> Message | None:
         article = as_dict(item)
-        article_id = _id(article.get("id"))
-        created_at = _parse_time(article.get("created_at"))
+        article_id = numeric_id(article.get("id"))
+        created_at = parse_time(article.get("created_at"))
         if article_id is None or created_at is None:
             log.warning("%s: skipped an article on ticket %s without id or time", self.name,
                         number)
@@ -458,7 +457,7 @@ class ZammadAdapter(Adapter):
         role = SENDER_ROLES.get(article.get("sender")) or SEEDED_SENDERS.get(
             article.get("sender_id"), Role.SYSTEM
         )
-        author = _id(article.get("origin_by_id")) or _id(article.get("created_by_id"))
+        author = numeric_id(article.get("origin_by_id")) or numeric_id(article.get("created_by_id"))
         return Message(
             external_id=article_id,
             ticket_id=number,
@@ -475,7 +474,7 @@ class ZammadAdapter(Adapter):
             "GET", f"{API_PATH}/tickets/{number}/shared_draft", endpoint="shared_draft_show",
         )
         body = as_dict(resp.data)
-        draft_id = _id(body.get("shared_draft_id"))
+        draft_id = numeric_id(body.get("shared_draft_id"))
         if draft_id is None:
             return None
         drafts = as_dict(as_dict(body.get("assets")).get("TicketSharedDraftZoom"))
@@ -544,7 +543,7 @@ def _recent(seen: dict[str, str], since: datetime) -> dict[str, str]:
     """Entries that the query from ``since`` can still return."""
     return {
         ticket_id: updated for ticket_id, updated in seen.items()
-        if (when := _parse_time(updated)) is not None and when >= since
+        if (when := parse_time(updated)) is not None and when >= since
     }
 
 
@@ -560,36 +559,12 @@ def _search_time(when: datetime) -> str:
     return _iso(when).replace(":", "\\:")
 
 
-def _ticket_number(ticket_id: str) -> str:
-    """Zammad ids are numbers; anything else would build a different URL, so it cannot exist."""
-    if not _DIGITS.fullmatch(ticket_id):
-        raise NotFound(f"{ticket_id!r} is not a Zammad ticket id")
-    return ticket_id
 
 
-def _object(data: Any, endpoint: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise MalformedResponse(f"{endpoint}: answer is not a JSON object", endpoint=endpoint)
-    return data
 
 
-def _id(value: Any) -> str | None:
-    """A Zammad id as our text id; None for missing or non-numeric values."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, str) and _DIGITS.fullmatch(value):
-        return value
-    return None
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _body(article: dict[str, Any], role: Role) -> str:

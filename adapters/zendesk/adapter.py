@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import re
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from adapters.base import (
     as_dict,
     union_by_key,
 )
+from adapters.payload import json_object, numeric_id, parse_time, path_number
 from adapters.text import body_text, clean_body
 from connector.errors import AuthenticationFailed, MalformedResponse, NotFound, PermissionDenied
 from connector.http import CallObserver
@@ -50,7 +50,6 @@ COMMENTS_PAGE_MAX = 100
 MAX_BACKFILL_PAGES = 10_000  # a bound for the loop, far beyond any account's export
 MAX_COMMENT_PAGES = 60  # Zendesk caps a ticket at 5000 comments: 50 full pages
 START_PREFIX = "start_time:"  # our own cursor form until Zendesk has handed out a real one
-_DIGITS = re.compile(r"[0-9]+")
 
 
 class ZendeskTokenAuth(BaseModel):
@@ -121,8 +120,8 @@ class ZendeskAdapter(Adapter):
     def check(self) -> str:
         """Who we are; Zendesk answers an unaccepted login as the anonymous user, not a 401."""
         resp = self.http.request("GET", "/api/v2/users/me.json", endpoint="users_me")
-        user = as_dict(_object(resp.data, "users_me").get("user"))
-        user_id = _id(user.get("id"))
+        user = as_dict(json_object(resp.data, "users_me").get("user"))
+        user_id = numeric_id(user.get("id"))
         if user_id is None:
             raise AuthenticationFailed(
                 f"{self.name} users_me: Zendesk did not accept the credentials (anonymous user)",
@@ -151,7 +150,7 @@ class ZendeskAdapter(Adapter):
             params["start_time"] = start
             cursor = f"{START_PREFIX}{start}"
         resp = self.http.request("GET", EXPORT_PATH, endpoint="incremental_tickets", params=params)
-        body = _object(resp.data, "incremental_tickets")
+        body = json_object(resp.data, "incremental_tickets")
         items = body.get("tickets")
         if not isinstance(items, list):
             raise MalformedResponse(
@@ -169,16 +168,16 @@ class ZendeskAdapter(Adapter):
         return ChangePage(tickets, next_cursor, more)
 
     def get_ticket(self, ticket_id: str) -> Ticket:
-        number = _ticket_number(ticket_id)
+        number = path_number(ticket_id)
         resp = self.http.request(
             "GET", f"/api/v2/tickets/{number}.json", endpoint="ticket_show",
             params={"include": "users"},
         )
-        body = _object(resp.data, "ticket_show")
+        body = json_object(resp.data, "ticket_show")
         return self._ticket(body.get("ticket"), _user_emails(body.get("users")))
 
     def list_messages(self, ticket: Ticket) -> list[Message]:
-        comments, roles = self._comment_pages(_ticket_number(ticket.external_id))
+        comments, roles = self._comment_pages(path_number(ticket.external_id))
         messages = [
             message for comment in comments
             if (message := self._message(comment, ticket, roles)) is not None
@@ -189,7 +188,7 @@ class ZendeskAdapter(Adapter):
     # ----- writes ----------------------------------------------------------------------------
     def post_draft(self, ticket_id: str, text: str) -> Posted:
         """Add a private comment; ``public`` is explicit because Zendesk's default is public."""
-        number = _ticket_number(ticket_id)
+        number = path_number(ticket_id)
         resp = self.http.request(
             "PUT", f"/api/v2/tickets/{number}.json", endpoint="ticket_update",
             json_body={"ticket": {"comment": {"body": text, "public": False}}},
@@ -199,10 +198,10 @@ class ZendeskAdapter(Adapter):
         events = audit.get("events")
         for item in events if isinstance(events, list) else []:
             event = as_dict(item)
-            comment_id = _id(event.get("id"))
+            comment_id = numeric_id(event.get("id"))
             if event.get("type") == "Comment" and comment_id is not None:
                 return Posted(comment_id, "note")
-        audit_id = _id(audit.get("id"))
+        audit_id = numeric_id(audit.get("id"))
         if audit_id is not None:
             return Posted(f"audit:{audit_id}", "note")
         raise MalformedResponse(
@@ -234,18 +233,18 @@ class ZendeskAdapter(Adapter):
 
     def _ticket(self, raw: Any, emails: dict[str, str]) -> Ticket:
         raw = as_dict(raw)
-        ticket_id = _id(raw.get("id"))
+        ticket_id = numeric_id(raw.get("id"))
         if ticket_id is None:
             raise MalformedResponse(f"{self.name}: ticket without an id")
         status = raw.get("status") if isinstance(raw.get("status"), str) else "unknown"
-        requester_id = _id(raw.get("requester_id"))
+        requester_id = numeric_id(raw.get("requester_id"))
         tags = raw.get("tags")
         channel = as_dict(raw.get("via")).get("channel")
         return Ticket(
             external_id=ticket_id,
             status=status,
             resolved=self._resolved(status, raw.get("custom_status_id")),
-            updated_at=_parse_time(raw.get("updated_at")),
+            updated_at=parse_time(raw.get("updated_at")),
             subject=raw.get("subject") if isinstance(raw.get("subject"), str) else None,
             requester_id=requester_id,
             requester_email=emails.get(requester_id) if requester_id else None,
@@ -291,7 +290,7 @@ class ZendeskAdapter(Adapter):
         seen: set[str] = set()
         for _ in range(MAX_COMMENT_PAGES):
             resp = self.http.request("GET", path, endpoint="ticket_comments", params=params)
-            body = _object(resp.data, "ticket_comments")
+            body = json_object(resp.data, "ticket_comments")
             page = body.get("comments")
             if not isinstance(page, list):
                 raise MalformedResponse(
@@ -316,15 +315,15 @@ class ZendeskAdapter(Adapter):
 
     def _message(self, item: Any, ticket: Ticket, roles: dict[str, str]) -> Message | None:
         comment = as_dict(item)
-        comment_id = _id(comment.get("id"))
-        created_at = _parse_time(comment.get("created_at"))
+        comment_id = numeric_id(comment.get("id"))
+        created_at = parse_time(comment.get("created_at"))
         if comment_id is None or created_at is None:
             log.warning(
                 "%s: skipped a comment on ticket %s without id or time", self.name,
                 ticket.external_id,
             )
             return None
-        author_id = _id(comment.get("author_id"))
+        author_id = numeric_id(comment.get("author_id"))
         role = _role(
             comment, roles.get(author_id or ""),
             by_requester=author_id is not None and author_id == ticket.requester_id,
@@ -397,36 +396,12 @@ def _start_time(start_from: datetime) -> int:
     return max(0, int(min(when.timestamp(), latest)))
 
 
-def _ticket_number(ticket_id: str) -> str:
-    """Zendesk ids are numbers; anything else would build a different URL, so it cannot exist."""
-    if not _DIGITS.fullmatch(ticket_id):
-        raise NotFound(f"{ticket_id!r} is not a Zendesk ticket id")
-    return ticket_id
 
 
-def _object(data: Any, endpoint: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise MalformedResponse(f"{endpoint}: answer is not a JSON object", endpoint=endpoint)
-    return data
 
 
-def _id(value: Any) -> str | None:
-    """A Zendesk id as our text id; None for missing or non-numeric values."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, str) and _DIGITS.fullmatch(value):
-        return value
-    return None
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _side_loaded(users: Any) -> list[dict[str, Any]]:
@@ -436,14 +411,14 @@ def _side_loaded(users: Any) -> list[dict[str, Any]]:
 def _user_emails(users: Any) -> dict[str, str]:
     return {
         user_id: user["email"] for user in _side_loaded(users)
-        if (user_id := _id(user.get("id"))) and isinstance(user.get("email"), str)
+        if (user_id := numeric_id(user.get("id"))) and isinstance(user.get("email"), str)
     }
 
 
 def _user_roles(users: Any) -> dict[str, str]:
     return {
         user_id: user["role"] for user in _side_loaded(users)
-        if (user_id := _id(user.get("id"))) and isinstance(user.get("role"), str)
+        if (user_id := numeric_id(user.get("id"))) and isinstance(user.get("role"), str)
     }
 
 

@@ -1,0 +1,51 @@
+"""Reading vendor JSON defensively: ids, objects and times, the same way in every adapter.
+
+Vendors send ids as numbers in one place and strings in another, leave fields out, and put
+time zones (or none) on timestamps. A value that does not fit is treated as missing, so the one
+item fails and the rest of the page goes on.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from connector.errors import MalformedResponse, NotFound
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def json_object(data: Any, endpoint: str) -> dict[str, Any]:
+    """The answer as a JSON object, or MalformedResponse naming the endpoint."""
+    if not isinstance(data, dict):
+        raise MalformedResponse(f"{endpoint}: answer is not a JSON object", endpoint=endpoint)
+    return data
+
+
+def numeric_id(value: Any) -> str | None:
+    """A numeric vendor id as our text id; None for missing, negative or non-numeric values."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        return value.strip()
+    return None
+
+
+def path_number(ticket_id: str) -> str:
+    """A ticket id fit for a URL path; anything but digits would build a different URL, so no
+    such ticket can exist (and no path can be injected)."""
+    if not _DIGITS.fullmatch(ticket_id):
+        raise NotFound(f"{ticket_id!r} is not a ticket id of this helpdesk")
+    return ticket_id
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO-8601 timestamp as aware UTC; None when missing or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
