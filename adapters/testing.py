@@ -42,11 +42,35 @@ from connector.errors import (
     PermissionDenied,
     RateLimited,
 )
+from connector.sandbox.server import Fault
 from connector.sandbox.uppzy_sim import UppzySimulator
 
 
 class Unsupported(Exception):
     """The helpdesk has no such thing (e.g. custom statuses); the scenario is skipped."""
+
+
+class SimulatorRateLimits:
+    """The two rate-limit fault methods of a driver whose helpdesk is a ``Simulator``.
+
+    Subclasses set ``sim`` (the simulator, or a fault proxy in front of a real server) and
+    ``rate_limit_body`` (the vendor's 429 body); the simulator adds the vendor's own headers.
+    """
+
+    sim: Any
+    rate_limit_body: Any = None
+    _calls_mark = 0
+
+    def rate_limit_next(self, times: int, retry_after: float) -> None:
+        with self.sim.lock:
+            self._calls_mark = len(self.sim.calls)
+        self.sim.add_fault(Fault(
+            status=429, retry_after=retry_after, times=times, body=self.rate_limit_body,
+        ))
+
+    def calls_since_rate_limit(self) -> list[float]:
+        with self.sim.lock:
+            return [call.at for call in self.sim.calls[self._calls_mark:]]
 
 
 REMOVALS = ("deleted", "merged", "moved")

@@ -10,21 +10,22 @@ from contextlib import contextmanager
 from typing import Any
 
 from adapters.freshdesk.simulator import FreshdeskSimulator
-from adapters.testing import Unsupported
-from connector.sandbox.server import Fault
+from adapters.testing import SimulatorRateLimits, Unsupported
 
 RATE_LIMIT_BODY = {"message": "You have exceeded the limit of requests per minute"}
 SOURCES = {"email": 1, "portal": 2, "phone": 3, "chat": 7}
 RESOLVED_CUSTOM = "Resolved by customer"
 
 
-class FreshdeskDriver:
+class FreshdeskDriver(SimulatorRateLimits):
     """One customer, one human agent, an automation's user and the connector's bot agent.
 
     Freshdesk marks no message as automatic: automations and integrations post as agents. The
     driver's automation is such a user, and the settings it hands out name it in
     ``system_user_ids``, as a team would configure it.
     """
+
+    rate_limit_body = RATE_LIMIT_BODY
 
     type_name = "freshdesk"
     channels = ("email", "portal")
@@ -35,7 +36,6 @@ class FreshdeskDriver:
         self.agent = sim.add_agent("Agent Smith", "smith@example.com")
         self.automation = sim.add_agent("Survey Automation", "survey@example.com")
         self._resolved_custom = sim.add_custom_status(RESOLVED_CUSTOM)
-        self._calls_mark = 0
 
     def adapter_settings(self, name: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -105,18 +105,6 @@ class FreshdeskDriver:
         )]
 
     # ----- faults -------------------------------------------------------------------------
-    def rate_limit_next(self, times: int, retry_after: float) -> None:
-        """Freshdesk's 429: ``Retry-After`` plus the ``X-RateLimit-*`` headers of every answer."""
-        with self.sim.lock:
-            self._calls_mark = len(self.sim.calls)
-        self.sim.add_fault(Fault(
-            status=429, retry_after=retry_after, times=times, body=RATE_LIMIT_BODY,
-        ))
-
-    def calls_since_rate_limit(self) -> list[float]:
-        with self.sim.lock:
-            return [call.at for call in self.sim.calls[self._calls_mark:]]
-
     def deny_access(self, ticket_id: str) -> None:
         self.sim.restrict_ticket(int(ticket_id))
 

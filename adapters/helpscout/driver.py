@@ -10,15 +10,16 @@ from contextlib import contextmanager
 from typing import Any
 
 from adapters.helpscout.simulator import HelpScoutSimulator
-from adapters.testing import PAGE_SIZE, Unsupported
+from adapters.testing import PAGE_SIZE, SimulatorRateLimits, Unsupported
 from adapters.text import html_to_text
-from connector.sandbox.server import Fault
 
 CUSTOMER_VISIBLE = frozenset({"customer", "message", "chat"})
 
 
-class HelpScoutDriver:
+class HelpScoutDriver(SimulatorRateLimits):
     """One customer, one human agent and the connector's app owner on a simulated account."""
+
+    rate_limit_body = {"logRef": "rate-limit", "message": "Rate limit exceeded"}
 
     type_name = "helpscout"
     channels = ("email", "chat")
@@ -27,7 +28,6 @@ class HelpScoutDriver:
         self.sim = sim
         self.customer = sim.add_customer("Carol", "Customer", email="carol@example.org")
         self.agent = sim.add_user("Agent", "Smith", email="smith@example.com")
-        self._calls_mark = 0
 
     def adapter_settings(self, name: str, **extra: Any) -> dict[str, Any]:
         """Help Scout's page size is fixed, so ``page_size`` is the simulator's, not a setting."""
@@ -100,19 +100,6 @@ class HelpScoutDriver:
         ]
 
     # ----- faults -------------------------------------------------------------------------
-    def rate_limit_next(self, times: int, retry_after: float) -> None:
-        """Help Scout's 429: ``X-RateLimit-Retry-After`` (the simulator moves the wait there)."""
-        with self.sim.lock:
-            self._calls_mark = len(self.sim.calls)
-        self.sim.add_fault(Fault(
-            status=429, retry_after=retry_after, times=times,
-            body={"logRef": "rate-limit", "message": "Rate limit exceeded"},
-        ))
-
-    def calls_since_rate_limit(self) -> list[float]:
-        with self.sim.lock:
-            return [call.at for call in self.sim.calls[self._calls_mark:]]
-
     def deny_access(self, ticket_id: str) -> None:
         self.sim.restrict(int(ticket_id))
 

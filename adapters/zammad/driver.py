@@ -9,16 +9,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from adapters.testing import Unsupported
+from adapters.testing import SimulatorRateLimits, Unsupported
 from adapters.text import body_text
 from adapters.zammad.simulator import ZammadSimulator
-from connector.sandbox.server import Fault
 
 RATE_LIMIT_BODY = {"error": "Too Many Requests", "error_human": "Too Many Requests"}
 
 
-class ZammadDriver:
+class ZammadDriver(SimulatorRateLimits):
     """One customer, one human agent and the connector's bot agent on a simulated instance."""
+
+    rate_limit_body = RATE_LIMIT_BODY
 
     type_name = "zammad"
     channels = ("email", "web")
@@ -27,7 +28,6 @@ class ZammadDriver:
         self.sim = sim
         self.customer = sim.add_user("Carol Customer", "customer", "carol@example.org")
         self.agent = sim.add_user("Agent Smith", "agent", "smith@example.com")
-        self._calls_mark = 0
         self._solved_state: int | None = None
         self._hidden_group: int | None = None
 
@@ -103,18 +103,6 @@ class ZammadDriver:
         ]
 
     # ----- faults -------------------------------------------------------------------------
-    def rate_limit_next(self, times: int, retry_after: float) -> None:
-        """A throttling proxy's 429 (Zammad has no limiter of its own) with ``Retry-After``."""
-        with self.sim.lock:
-            self._calls_mark = len(self.sim.calls)
-        self.sim.add_fault(Fault(
-            status=429, retry_after=retry_after, times=times, body=RATE_LIMIT_BODY,
-        ))
-
-    def calls_since_rate_limit(self) -> list[float]:
-        with self.sim.lock:
-            return [call.at for call in self.sim.calls[self._calls_mark:]]
-
     def deny_access(self, ticket_id: str) -> None:
         """Move the ticket to a group the connector's user has no access to."""
         if self._hidden_group is None:

@@ -9,9 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from adapters.testing import Unsupported
+from adapters.testing import SimulatorRateLimits, Unsupported
 from adapters.zendesk.simulator import ZendeskSimulator
-from connector.sandbox.server import Fault
 
 RATE_LIMIT_BODY = {
     "error": "APIRateLimitExceeded",
@@ -19,8 +18,10 @@ RATE_LIMIT_BODY = {
 }
 
 
-class ZendeskDriver:
+class ZendeskDriver(SimulatorRateLimits):
     """One customer, one human agent and the connector's bot agent on a simulated account."""
+
+    rate_limit_body = RATE_LIMIT_BODY
 
     type_name = "zendesk"
     channels = ("web", "email")
@@ -29,7 +30,6 @@ class ZendeskDriver:
         self.sim = sim
         self.customer = sim.add_user("Carol Customer", "end-user", "carol@example.org")
         self.agent = sim.add_user("Agent Smith", "agent", "smith@example.com")
-        self._calls_mark = 0
         self._solved_custom: int | None = None
 
     def adapter_settings(self, name: str, **extra: Any) -> dict[str, Any]:
@@ -94,18 +94,6 @@ class ZendeskDriver:
         return [c["body"] for c in self.sim.comments(int(ticket_id)) if c["public"]]
 
     # ----- faults -------------------------------------------------------------------------
-    def rate_limit_next(self, times: int, retry_after: float) -> None:
-        """Zendesk's 429: ``Retry-After`` plus the ``X-Rate-Limit`` headers every answer has."""
-        with self.sim.lock:
-            self._calls_mark = len(self.sim.calls)
-        self.sim.add_fault(Fault(
-            status=429, retry_after=retry_after, times=times, body=RATE_LIMIT_BODY,
-        ))
-
-    def calls_since_rate_limit(self) -> list[float]:
-        with self.sim.lock:
-            return [call.at for call in self.sim.calls[self._calls_mark:]]
-
     def deny_access(self, ticket_id: str) -> None:
         self.sim.restrict_ticket(int(ticket_id))
 

@@ -20,8 +20,8 @@ from typing import Any
 import requests
 from rt_fixture import AGENT, CUSTOMER, RTServer, rt_server_module
 
-from adapters.testing import Unsupported
-from connector.sandbox.server import Fault, SimRequest, SimResponse, Simulator
+from adapters.testing import SimulatorRateLimits, Unsupported
+from connector.sandbox.server import SimRequest, SimResponse, Simulator
 
 ROOT = rt_server_module.ROOT  # superuser: plays the human staff
 HIDDEN_QUEUE = "Vault"  # a queue on which the connector's user has no rights at all
@@ -77,14 +77,16 @@ def _content(body: str, html: bool) -> dict[str, str]:
     return {"Content": body, "ContentType": _type(html)}
 
 
-class RTDriver:
+class RTDriver(SimulatorRateLimits):
+    """Real RT behind a fault proxy: the proxy is the "simulator" the rate limits act on."""
+
     type_name = "rt"
     channels = ("web", "email")
+    rate_limit_body = {"message": "Too Many Requests"}
 
     def __init__(self, rt: RTServer, proxy: RTFaultProxy) -> None:
         self.rt = rt
-        self.proxy = proxy
-        self._calls_mark = 0
+        self.proxy = self.sim = proxy
 
     def adapter_settings(self, name: str, **extra: Any) -> dict[str, Any]:
         return {"name": name, "type": self.type_name, "url": self.proxy.url,
@@ -151,17 +153,6 @@ class RTDriver:
         return [t["Content"] for t in self.rt.history(ticket_id, user=CUSTOMER)]
 
     # ----- faults -------------------------------------------------------------------------
-    def rate_limit_next(self, times: int, retry_after: float) -> None:
-        """429 with ``Retry-After``, as a rate-limiting proxy in front of RT answers."""
-        with self.proxy.lock:
-            self._calls_mark = len(self.proxy.calls)
-        self.proxy.add_fault(Fault(status=429, retry_after=retry_after, times=times,
-                                   body={"message": "Too Many Requests"}))
-
-    def calls_since_rate_limit(self) -> list[float]:
-        with self.proxy.lock:
-            return [call.at for call in self.proxy.calls[self._calls_mark:]]
-
     def deny_access(self, ticket_id: str) -> None:
         """Move the ticket to a queue the connector's user has no rights on."""
         try:
