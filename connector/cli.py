@@ -77,11 +77,13 @@ def run(
     cfg = _load(config)
     from connector.engine.runtime import Engine
     from connector.engine.turns import UppzyAccessError
+    from connector.logs import tag_instance
     from connector.ops import start_ops
     from connector.store.claims import InstanceConflict
     from connector.webhooks import register_webhooks
 
     engine = Engine(cfg)
+    tag_instance(engine.instance_id)
     ops = None
     try:
         engine.start()

@@ -16,7 +16,7 @@ from connector.redact import RedactingFilter
 
 LEVELS = ("debug", "info", "warning", "error")
 
-CONTEXT_FIELDS = ("adapter", "ticket_id", "session_id", "request_id", "turn_id")
+CONTEXT_FIELDS = ("adapter", "ticket_id", "session_id", "request_id", "turn_id", "instance")
 """Record attributes that identify the work a line is about, in the order they are shown."""
 
 
@@ -78,3 +78,14 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     # would print full URLs with query strings.
     for noisy in ("urllib3", "apscheduler", "alembic", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def tag_instance(instance_id: str) -> None:
+    """Put the instance id on every line, so logs of several instances can be told apart."""
+
+    def add(record: logging.LogRecord) -> bool:
+        record.instance = instance_id
+        return True
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(add)

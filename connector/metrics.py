@@ -19,6 +19,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    Info,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -60,6 +61,9 @@ class Metrics:
     def __init__(self, engine: Engine) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # Which instance answers this scrape, when several share one PostgreSQL.
+        Info("connector_instance", "This daemon instance", registry=r).info(
+            {"instance": engine.instance_id})
         self.uppzy_requests = Counter(
             "connector_uppzy_requests", "Uppzy HTTP attempts by endpoint and status class",
             ["endpoint", "status_class"], registry=r)

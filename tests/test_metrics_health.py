@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import logging
 import socket
@@ -20,7 +21,7 @@ from adapters.zendesk.simulator import ZendeskSimulator
 from connector.config import OpsSettings
 from connector.engine.runtime import Engine
 from connector.errors import ConfigError
-from connector.logs import JsonFormatter, TextFormatter
+from connector.logs import JsonFormatter, TextFormatter, tag_instance
 from connector.ops import Ops, start_ops
 from connector.ops_server import MAX_BODY, OpsResponse
 from connector.sandbox.server import Fault
@@ -242,3 +243,20 @@ def test_text_log_context_comes_before_the_traceback():
     first, *rest = TextFormatter().format(rec).splitlines()
     assert first.endswith("turn 7 posted adapter=zd")
     assert rest[-1] == "ValueError: boom"
+
+
+def test_instance_id_is_in_metrics_and_on_every_log_line(make_engine: MakeEngine):
+    engine = make_engine(ops=OPS, engine={"instance_id": "host-a-1"})
+    with ops_for(engine) as ops:
+        assert value(scrape(ops), "connector_instance_info", instance="host-a-1") == 1.0
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = [handler]
+    try:
+        tag_instance("host-a-1")
+        logging.getLogger("connector.test").warning("hello")
+    finally:
+        root.handlers[:] = saved
+    assert json.loads(handler.stream.getvalue())["instance"] == "host-a-1"
