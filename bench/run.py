@@ -182,6 +182,7 @@ def daemon_config(args: argparse.Namespace, zendesk: SimProcess, uppzy: SimProce
                   "poll_interval": args.uppzy_poll, "answer_timeout": args.answer_timeout},
         "database": {"url": f"sqlite:///{db}"},
         "engine": {"workers": args.workers, "tick": args.tick, "batch_size": args.batch_size},
+        "ops": {"listen": "127.0.0.1:0"},  # never collide with a daemon already on 9464
         "adapters": [{
             "name": ADAPTER, "type": "zendesk", "url": zendesk.url,
             "auth": {"email": BOT_EMAIL, "api_token": ZD_TOKEN},

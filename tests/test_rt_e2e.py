@@ -57,6 +57,7 @@ def rt_config(tmp_path: Path, uppzy: UppzySimulator, rt_server: RTServer) -> dic
                       "auth": {"token": rt_server.agent_token},
                       "poll_interval": "0.5s", "start_from": "0s"}],
         "engine": {"tick": "0.1s", "workers": 8},
+        "ops": {"listen": "127.0.0.1:0"},  # several test daemons may run at once
     }
 
 
