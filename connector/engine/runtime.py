@@ -74,6 +74,7 @@ class Engine:
         self._pool = ThreadPoolExecutor(max_workers=config.engine.workers,
                                         thread_name_prefix="step")
         self._lock = threading.Lock()
+        self._dispatch_lock = threading.Lock()
         self._running = 0
         self._uppzy_steps = 0
         self._stopping = False
@@ -167,27 +168,33 @@ class Engine:
         return ingest.poll_adapter(self, name)
 
     def dispatch(self) -> int:
-        """Hand due work to free workers; returns how many steps were started."""
-        if self.fatal is not None:
-            return 0
-        with self._lock:
-            free = self.config.engine.workers - self._running
-        started = 0
-        if free <= 0:
-            return 0
-        for row_id, seq in ingest.claim_tickets(self, free):
-            self._start(ingest.sync_ticket, row_id, seq)
-            started += 1
-        free -= started
-        if free > 0:
-            if not self._uppzy_verified:
-                # Until one Uppzy call succeeded, a rejected key must cost one call, not a burst.
-                with self._lock:
-                    free = 0 if self._uppzy_steps else 1
-            for turn_id in turns.claim_turns(self, min(free, self.config.engine.batch_size)):
-                self._start(turns.advance, turn_id, uppzy=True)
+        """Hand due work to free workers; returns how many steps were started.
+
+        Called by the scheduler's tick and by every worker that finishes a step; one dispatch
+        at a time, so the count of free workers and the one-probe rule below hold.
+        """
+        with self._dispatch_lock:
+            if self.fatal is not None:
+                return 0
+            with self._lock:
+                free = self.config.engine.workers - self._running
+            if free <= 0:
+                return 0
+            started = 0
+            for row_id, seq in ingest.claim_tickets(self, free):
+                self._start(ingest.sync_ticket, row_id, seq)
                 started += 1
-        return started
+            free -= started
+            if free > 0:
+                if not self._uppzy_verified:
+                    # Until one Uppzy call succeeded, a rejected key must cost one call, not a
+                    # burst.
+                    with self._lock:
+                        free = 0 if self._uppzy_steps else 1
+                for turn_id in turns.claim_turns(self, min(free, self.config.engine.batch_size)):
+                    self._start(turns.advance, turn_id, uppzy=True)
+                    started += 1
+            return started
 
     def housekeeping(self) -> None:
         if self.fatal is not None:
