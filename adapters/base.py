@@ -151,7 +151,12 @@ class Adapter(ABC):
     retry_after_header: ClassVar[str | None] = None
     """The vendor's own "wait this long" header on a 429, when it sends no ``Retry-After``."""
 
+    authorization: str | None = None
+    """A fixed ``Authorization`` header value, for adapters whose credentials never change."""
+
     def __init__(self, settings: AdapterSettings, *, observer: CallObserver | None = None) -> None:
+        if not isinstance(settings, self.settings_model):
+            raise TypeError(f"{type(self).__name__} needs {self.settings_model.__name__}")
         self.settings = settings
         register_secret(secret_value(settings.webhook_secret))
         self.http = self.make_http(observer)
@@ -179,7 +184,7 @@ class Adapter(ABC):
 
     def auth_headers(self) -> dict[str, str]:
         """Headers that authenticate one request; called before every attempt."""
-        return {}
+        return {"Authorization": self.authorization} if self.authorization else {}
 
     def refresh_credentials(self) -> bool:
         """Called once on a 401; return True if new credentials are worth one more try."""
@@ -249,6 +254,14 @@ class Adapter(ABC):
 
     def close(self) -> None:
         self.http.close()
+
+
+class BearerTokenAuth(BaseModel):
+    """An OAuth (or personal) access token sent as ``Authorization: Bearer …``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    access_token: SecretStr = Field(min_length=1)
 
 
 def union_by_key(key: str, when_present: type[BaseModel], otherwise: type[BaseModel]) -> Any:

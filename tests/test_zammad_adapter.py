@@ -15,11 +15,10 @@ import pytest
 import requests
 from pydantic import ValidationError
 
-from adapters.base import ChangePage, Role, Ticket
+from adapters.base import BearerTokenAuth, ChangePage, Role, Ticket
 from adapters.registry import adapter_class
 from adapters.text import body_text
 from adapters.zammad import ZammadAdapter, ZammadSettings
-from adapters.zammad.adapter import ZammadBearerAuth
 from adapters.zammad.simulator import ZammadSimulator
 from connector.errors import (
     AuthenticationFailed,
@@ -128,7 +127,7 @@ def test_settings_errors_name_the_key_and_hide_secrets() -> None:
     assert settings.url == "https://helpdesk.example.com"
     assert settings.overlap == 180.0
     assert "zammad-token" not in repr(settings)
-    assert isinstance(ZammadSettings(**base, auth=BEARER_AUTH).auth, ZammadBearerAuth)
+    assert isinstance(ZammadSettings(**base, auth=BEARER_AUTH).auth, BearerTokenAuth)
 
 
 def test_adapter_is_found_through_its_entry_point() -> None:

@@ -202,16 +202,11 @@ class FreshdeskAdapter(Adapter):
     settings: FreshdeskSettings
 
     def __init__(self, settings: AdapterSettings, *, observer: CallObserver | None = None) -> None:
-        if not isinstance(settings, FreshdeskSettings):
-            raise TypeError("FreshdeskAdapter needs FreshdeskSettings")
-        self._authorization = _authorization(settings.auth)
+        super().__init__(settings, observer=observer)
+        self.authorization = _authorization(self.settings.auth)
         self._status_names: dict[int, str] | None = None
         self._statuses_loaded_at = 0.0
-        self._system_users = frozenset(str(user) for user in settings.system_user_ids)
-        super().__init__(settings, observer=observer)
-
-    def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": self._authorization}
+        self._system_users = frozenset(str(user) for user in self.settings.system_user_ids)
 
     # ----- reads -----------------------------------------------------------------------------
     def check(self) -> str:

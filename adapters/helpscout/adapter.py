@@ -209,10 +209,8 @@ class HelpScoutAdapter(Adapter):
     settings: HelpScoutSettings
 
     def __init__(self, settings: AdapterSettings, *, observer: CallObserver | None = None) -> None:
-        if not isinstance(settings, HelpScoutSettings):
-            raise TypeError("HelpScoutAdapter needs HelpScoutSettings")
-        self._tokens = _Tokens(settings, observer)
         super().__init__(settings, observer=observer)
+        self._tokens = _Tokens(self.settings, observer)
 
     def auth_headers(self) -> dict[str, str]:
         return self._tokens.header()

@@ -133,18 +133,13 @@ class RTAdapter(Adapter):
     settings: RTSettings
 
     def __init__(self, settings: AdapterSettings, *, observer: CallObserver | None = None) -> None:
-        if not isinstance(settings, RTSettings):
-            raise TypeError("RTAdapter needs RTSettings")
-        self._authorization = _authorization(settings.auth)
-        self._inactive = frozenset(s.lower() for s in settings.inactive_statuses)
-        self._users: dict[str, tuple[float, dict[str, Any] | None]] = {}
         super().__init__(settings, observer=observer)
+        self.authorization = _authorization(self.settings.auth)
+        self._inactive = frozenset(s.lower() for s in self.settings.inactive_statuses)
+        self._users: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
     def api_base(self) -> str:
         return self.settings.url + API_PATH
-
-    def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": self._authorization}
 
     # ----- reads -----------------------------------------------------------------------------
     def check(self) -> str:

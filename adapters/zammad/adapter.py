@@ -26,6 +26,7 @@ from adapters import webhooks
 from adapters.base import (
     Adapter,
     AdapterSettings,
+    BearerTokenAuth,
     Capabilities,
     ChangePage,
     Message,
@@ -68,15 +69,7 @@ class ZammadTokenAuth(BaseModel):
     token: SecretStr = Field(min_length=1)
 
 
-class ZammadBearerAuth(BaseModel):
-    """An OAuth2 access token from a Zammad OAuth application: ``Bearer …``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    access_token: SecretStr = Field(min_length=1)
-
-
-ZammadAuth = union_by_key("access_token", ZammadBearerAuth, ZammadTokenAuth)
+ZammadAuth = union_by_key("access_token", BearerTokenAuth, ZammadTokenAuth)
 
 
 class ZammadSettings(AdapterSettings):
@@ -166,15 +159,10 @@ class ZammadAdapter(Adapter):
     settings: ZammadSettings
 
     def __init__(self, settings: AdapterSettings, *, observer: CallObserver | None = None) -> None:
-        if not isinstance(settings, ZammadSettings):
-            raise TypeError("ZammadAdapter needs ZammadSettings")
-        self._authorization = _authorization(settings.auth)
+        super().__init__(settings, observer=observer)
+        self.authorization = _authorization(self.settings.auth)
         self._states: dict[int, tuple[str, str]] = {}
         self._group_drafts: dict[int, tuple[bool, float]] = {}
-        super().__init__(settings, observer=observer)
-
-    def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": self._authorization}
 
     # ----- reads -----------------------------------------------------------------------------
     def check(self) -> str:
@@ -528,9 +516,9 @@ class ZammadAdapter(Adapter):
         return [webhooks.ticket_id(as_dict(data.get("ticket")).get("id"), "ticket.id")]
 
 
-def _authorization(auth: ZammadTokenAuth | ZammadBearerAuth) -> str:
+def _authorization(auth: ZammadTokenAuth | BearerTokenAuth) -> str:
     """The Authorization header; the secret is registered so logs mask it."""
-    if isinstance(auth, ZammadBearerAuth):
+    if isinstance(auth, BearerTokenAuth):
         token = auth.access_token.get_secret_value()
         register_secret(token)
         return f"Bearer {token}"

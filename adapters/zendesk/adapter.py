@@ -23,6 +23,7 @@ from adapters import webhooks
 from adapters.base import (
     Adapter,
     AdapterSettings,
+    BearerTokenAuth,
     Capabilities,
     ChangePage,
     Message,
@@ -61,15 +62,7 @@ class ZendeskTokenAuth(BaseModel):
     api_token: SecretStr = Field(min_length=1)
 
 
-class ZendeskBearerAuth(BaseModel):
-    """OAuth access token (e.g. from the client-credentials grant): ``Bearer {access_token}``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    access_token: SecretStr = Field(min_length=1)
-
-
-ZendeskAuth = union_by_key("access_token", ZendeskBearerAuth, ZendeskTokenAuth)
+ZendeskAuth = union_by_key("access_token", BearerTokenAuth, ZendeskTokenAuth)
 
 
 class ZendeskSettings(AdapterSettings):
@@ -107,14 +100,9 @@ class ZendeskAdapter(Adapter):
     settings: ZendeskSettings
 
     def __init__(self, settings: AdapterSettings, *, observer: CallObserver | None = None) -> None:
-        if not isinstance(settings, ZendeskSettings):
-            raise TypeError("ZendeskAdapter needs ZendeskSettings")
-        self._authorization = _authorization(settings.auth)
-        self._custom_categories: dict[int, str] | None = None
         super().__init__(settings, observer=observer)
-
-    def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": self._authorization}
+        self.authorization = _authorization(self.settings.auth)
+        self._custom_categories: dict[int, str] | None = None
 
     # ----- reads -----------------------------------------------------------------------------
     def check(self) -> str:
@@ -376,9 +364,9 @@ class ZendeskAdapter(Adapter):
         return [webhooks.ticket_id(data.get("ticket_id"), "ticket_id")]
 
 
-def _authorization(auth: ZendeskTokenAuth | ZendeskBearerAuth) -> str:
+def _authorization(auth: ZendeskTokenAuth | BearerTokenAuth) -> str:
     """The Authorization header; every form of the secret is registered so logs mask it."""
-    if isinstance(auth, ZendeskBearerAuth):
+    if isinstance(auth, BearerTokenAuth):
         token = auth.access_token.get_secret_value()
         register_secret(token)
         return f"Bearer {token}"
