@@ -365,19 +365,13 @@ class FreshdeskSimulator(Simulator):
             }
 
     # ----- HTTP handlers ---------------------------------------------------------------------
-    def dispatch(self, request: SimRequest) -> tuple[str, SimResponse | None]:
-        endpoint, response = super().dispatch(request)
-        if response is not None and not endpoint.startswith("_sim_"):
-            with self.lock:
-                limit = self.rate_limit or NOMINAL_LIMIT
-                response.headers.setdefault("X-RateLimit-Total", str(limit))
-                response.headers.setdefault(
-                    "X-RateLimit-Remaining", str(max(0, limit - self._used()))
-                )
-                response.headers.setdefault(
-                    "X-RateLimit-Used-CurrentRequest", str(_credits(endpoint, request))
-                )
-        return endpoint, response
+    def vendor_headers(
+        self, endpoint: str, request: SimRequest, response: SimResponse
+    ) -> dict[str, str]:
+        limit = self.rate_limit or NOMINAL_LIMIT
+        return {"X-RateLimit-Total": str(limit),
+                "X-RateLimit-Remaining": str(max(0, limit - self._used())),
+                "X-RateLimit-Used-CurrentRequest": str(_credits(endpoint, request))}
 
     def handle_agents_me(self, request: SimRequest) -> SimResponse:
         with self.lock:

@@ -410,21 +410,17 @@ class HelpScoutSimulator(Simulator):
             }
 
     # ----- HTTP handlers ---------------------------------------------------------------------
-    def dispatch(self, request: SimRequest) -> tuple[str, SimResponse | None]:
-        endpoint, response = super().dispatch(request)
-        if response is None or endpoint.startswith("_sim_"):
-            return endpoint, response
+    def vendor_headers(
+        self, endpoint: str, request: SimRequest, response: SimResponse
+    ) -> dict[str, str]:
         if response.status == 429 and "Retry-After" in response.headers:
             # An injected 429 speaks Help Scout: its wait goes in the vendor's own header.
             response.headers["X-RateLimit-Retry-After"] = response.headers.pop("Retry-After")
         if endpoint == "oauth_token":
-            return endpoint, response
-        with self.lock:
-            limit = self.rate_limit or NOMINAL_LIMIT
-            response.headers.setdefault("X-RateLimit-Limit-Minute", str(limit))
-            response.headers.setdefault("X-RateLimit-Remaining-Minute",
-                                        str(max(0, limit - self._used())))
-        return endpoint, response
+            return {}
+        limit = self.rate_limit or NOMINAL_LIMIT
+        return {"X-RateLimit-Limit-Minute": str(limit),
+                "X-RateLimit-Remaining-Minute": str(max(0, limit - self._used()))}
 
     def handle_oauth_token(self, request: SimRequest) -> SimResponse:
         form = {k: v[0] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}

@@ -537,16 +537,13 @@ class ZammadSimulator(Simulator):
             }
 
     # ----- HTTP handlers ---------------------------------------------------------------------
-    def dispatch(self, request: SimRequest) -> tuple[str, SimResponse | None]:
-        endpoint, response = super().dispatch(request)
-        if response is not None and self.rate_limit is not None \
-                and not endpoint.startswith("_sim_"):
-            with self.lock:
-                response.headers.setdefault("X-RateLimit-Limit", str(self.rate_limit))
-                response.headers.setdefault(
-                    "X-RateLimit-Remaining", str(max(0, self.rate_limit - len(self._window)))
-                )
-        return endpoint, response
+    def vendor_headers(
+        self, endpoint: str, request: SimRequest, response: SimResponse
+    ) -> dict[str, str]:
+        if self.rate_limit is None:  # Zammad itself has no limiter; only a proxy adds these
+            return {}
+        return {"X-RateLimit-Limit": str(self.rate_limit),
+                "X-RateLimit-Remaining": str(max(0, self.rate_limit - len(self._window)))}
 
     def handle_users_me(self, request: SimRequest) -> SimResponse:
         with self.lock:

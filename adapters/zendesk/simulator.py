@@ -388,16 +388,12 @@ class ZendeskSimulator(Simulator):
             }
 
     # ----- HTTP handlers ---------------------------------------------------------------------
-    def dispatch(self, request: SimRequest) -> tuple[str, SimResponse | None]:
-        endpoint, response = super().dispatch(request)
-        if response is not None and not endpoint.startswith("_sim_"):
-            with self.lock:
-                limit = self.rate_limit or NOMINAL_LIMIT
-                response.headers.setdefault("X-Rate-Limit", str(limit))
-                response.headers.setdefault(
-                    "X-Rate-Limit-Remaining", str(max(0, limit - len(self._window)))
-                )
-        return endpoint, response
+    def vendor_headers(
+        self, endpoint: str, request: SimRequest, response: SimResponse
+    ) -> dict[str, str]:
+        limit = self.rate_limit or NOMINAL_LIMIT
+        return {"X-Rate-Limit": str(limit),
+                "X-Rate-Limit-Remaining": str(max(0, limit - len(self._window)))}
 
     def handle_users_me(self, request: SimRequest) -> SimResponse:
         with self.lock:

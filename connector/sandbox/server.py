@@ -203,7 +203,24 @@ class Simulator:
 
     # ----- dispatch --------------------------------------------------------------------------
     def dispatch(self, request: SimRequest) -> tuple[str, SimResponse | None]:
-        """Route one request; returns (endpoint name, response or None to drop the connection)."""
+        """Route one request; returns (endpoint name, response or None to drop the connection).
+
+        Every vendor answer, injected faults included, then gets ``vendor_headers``.
+        """
+        endpoint, response = self._route(request)
+        if response is not None and not endpoint.startswith("_sim_"):
+            with self.lock:
+                for name, value in self.vendor_headers(endpoint, request, response).items():
+                    response.headers.setdefault(name, value)
+        return endpoint, response
+
+    def vendor_headers(
+        self, endpoint: str, request: SimRequest, response: SimResponse
+    ) -> dict[str, str]:
+        """Headers the vendor puts on its answers (rate-limit counters); called under the lock."""
+        return {}
+
+    def _route(self, request: SimRequest) -> tuple[str, SimResponse | None]:
         adapter = self._map.bind("localhost")
         try:
             endpoint, args = adapter.match(request.path, method=request.method)
