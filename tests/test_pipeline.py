@@ -117,6 +117,32 @@ def test_newer_message_supersedes_the_turn_in_flight(
     assert uppzy.questions(f"zd-{tid}") == ["First question", "Actually, a different question"]
 
 
+def test_message_arriving_while_its_turn_is_being_asked_is_asked_too(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
+):
+    """The follow-up lands while the submit of the first question is on the wire: it must not
+    be merged into a question that was already sent (it would never reach Uppzy)."""
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tid = zendesk.create_ticket(customer, "First question")
+    uppzy.add_fault(Fault(kind="delay", endpoint="chat_async", delay=1.5))
+    engine = make_engine()
+    engine.poll("zd")
+    drive(engine, lambda: any(t.claim_owner for t in turns(engine)))
+    zendesk.add_comment(tid, customer, "And a second one")
+    engine.poll("zd")
+    drive(engine, lambda: len(turns(engine)) == 2)
+    drive(engine, lambda: notes_per_ticket(zendesk)[tid] == 1 and not engine.busy())
+    notes = zendesk.notes_by(zendesk.bot_user_id)
+    assert len(notes) == 1
+    asked = uppzy.questions(f"zd-{tid}")
+    assert asked[0] == "First question"
+    assert asked[-1] == "First question\n\nAnd a second one"
+    states = [(t.state, t.reason) for t in turns(engine)]
+    assert states[0] == ("cancelled", "superseded by a newer customer message")
+    assert states[1][0] == "posted"
+    assert uppzy.max_concurrent_per_session == 1
+
+
 def test_agent_reply_while_answer_is_pending_cancels_the_draft(
     make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
 ):

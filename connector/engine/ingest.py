@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -174,11 +174,14 @@ def mark_ticket(engine: Engine, adapter: str, ticket_id: str) -> None:
         db.add(record)
 
 
-def claim_tickets(engine: Engine, limit: int) -> list[tuple[int, int]]:
+def claim_tickets(engine: Engine, db: Session, limit: int) -> list[tuple[int, int]]:
     """Claim tickets due for a read: (row id, change_seq) pairs, leased for SYNC_LEASE."""
-    with session_scope(engine.db) as db:
-        active = [n for n in engine.adapters if not adapter_paused(db, n)]
-        return claims.claim_tickets(db, active, utcnow(), timedelta(seconds=SYNC_LEASE), limit)
+    now = utcnow()
+    paused = set(db.exec(select(AdapterState.adapter).where(
+        col(AdapterState.paused_until).is_not(None), col(AdapterState.paused_until) > now,
+    )).all())
+    active = [n for n in engine.adapters if n not in paused]
+    return claims.claim_tickets(db, active, now, timedelta(seconds=SYNC_LEASE), limit)
 
 
 def sync_ticket(engine: Engine, row_id: int, seq: int) -> None:
@@ -363,19 +366,24 @@ def _had_closed_session(db: Session, record: TicketRecord) -> bool:
         db, record.adapter, record.external_id))
 
 
-def _active_turns(db: Session, record: TicketRecord) -> list[Turn]:
-    return list(db.exec(select(Turn).where(
+def _active_turns(db: Session, record: TicketRecord, *, lock: bool = False) -> list[Turn]:
+    """``lock``: hold the rows (PostgreSQL) so a claim cannot take one while we decide on it."""
+    query = select(Turn).where(
         Turn.adapter == record.adapter, Turn.ticket_id == record.external_id,
         col(Turn.state).in_(ACTIVE_TURN_STATES),
-    ).order_by(col(Turn.id))))
+    ).order_by(col(Turn.id))
+    return list(db.exec(query.with_for_update() if lock else query))
+
+
+def cancelled(reason: str) -> dict[str, Any]:
+    """The columns of a turn that ends without a draft, with its reason (claim released)."""
+    return {"state": TurnState.CANCELLED, "reason": reason, "updated_at": utcnow(),
+            "claim_owner": None, "claim_until": None}
 
 
 def cancel(turn: Turn, reason: str) -> None:
-    turn.state = TurnState.CANCELLED
-    turn.reason = reason
-    turn.updated_at = utcnow()
-    turn.claim_owner = None
-    turn.claim_until = None
+    for key, value in cancelled(reason).items():
+        setattr(turn, key, value)
 
 
 def _resolve(engine: Engine, db: Session, record: TicketRecord, reason: str) -> None:
@@ -408,11 +416,20 @@ def _cancel_answered_by_agent(db: Session, record: TicketRecord, answered: set[s
 def _add_turn(
     engine: Engine, db: Session, record: TicketRecord, new_messages: list[Message]
 ) -> None:
-    """Messages that arrive together form one turn; they join a turn not yet asked."""
+    """Messages that arrive together form one turn; they join a turn not yet asked.
+
+    Not one that is claimed: its step may be asking Uppzy right now with the question as it was,
+    and would record it as asked. A newer turn then asks the whole question again and the
+    claimed one is superseded (its answer, if any, dropped): a question repeated, none lost.
+    """
     question = "\n\n".join(m.body.strip() for m in new_messages if m.body.strip())
     last = new_messages[-1]
-    active = _active_turns(db, record)
+    active = _active_turns(db, record, lock=True)
     queued = next((t for t in reversed(active) if t.state == TurnState.QUEUED), None)
+    if queued is not None and queued.claim_owner is not None:
+        # Asked (or about to be) without these messages: a newer turn carries everything.
+        question = f"{queued.question}\n\n{question}".strip()
+        queued = None
     if queued is not None:
         queued.question = f"{queued.question}\n\n{question}".strip()
         queued.last_message_id = last.external_id

@@ -180,21 +180,21 @@ class Engine:
                 free = self.config.engine.workers - self._running
             if free <= 0:
                 return 0
-            started = 0
-            for row_id, seq in ingest.claim_tickets(self, free):
-                self._start(ingest.sync_ticket, row_id, seq)
-                started += 1
-            free -= started
-            if free > 0:
-                if not self._uppzy_verified:
+            with session_scope(self.db) as db:  # one transaction claims both kinds of work
+                tickets = ingest.claim_tickets(self, db, free)
+                free -= len(tickets)
+                if free > 0 and not self._uppzy_verified:
                     # Until one Uppzy call succeeded, a rejected key must cost one call, not a
                     # burst.
                     with self._lock:
                         free = 0 if self._uppzy_steps else 1
-                for turn_id in turns.claim_turns(self, min(free, self.config.engine.batch_size)):
-                    self._start(turns.advance, turn_id, uppzy=True)
-                    started += 1
-            return started
+                due = turns.claim_turns(self, db, min(free, self.config.engine.batch_size)) \
+                    if free > 0 else []
+            for row_id, seq in tickets:
+                self._start(ingest.sync_ticket, row_id, seq)
+            for turn in due:
+                self._start(turns.advance, turn, uppzy=True)
+            return len(tickets) + len(due)
 
     def housekeeping(self) -> None:
         if self.fatal is not None:
@@ -299,7 +299,7 @@ class Engine:
             # A bug or a surprise payload must cost one item a retry, not the daemon its life.
             log.exception("step %s%r failed unexpectedly", fn.__name__, args)
             if fn is turns.advance:
-                self.release_claim(args[0], delay=self.backoff(3))  # type: ignore[arg-type]
+                self.release_claim(args[0].id, delay=self.backoff(3))  # type: ignore[attr-defined]
         finally:
             with self._lock:
                 if uppzy:

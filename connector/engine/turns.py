@@ -1,7 +1,8 @@
 """The turn state machine: ask Uppzy, wait for the answer, post it once.
 
-Each step reads the row, makes at most one remote call (two when a post must first look for a
-previous attempt's marker), writes the outcome and commits. Waiting is a ``next_attempt_at`` on
+Each step starts from the row as claimed, checks the rest of the ticket in one read, makes at
+most one remote call (two when a post must first look for a previous attempt's marker), and writes
+its outcome with one UPDATE in a short transaction. Waiting is a ``next_attempt_at`` on
 the row, never a sleeping worker. A turn whose ticket was resolved, superseded by a newer
 customer message, or answered by an agent meanwhile ends cancelled, with the reason kept.
 """
@@ -9,15 +10,17 @@ customer message, or answered by an agent meanwhile ends cancelled, with the rea
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_
+from sqlalchemy import exists, func, or_, update
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from adapters.base import Ticket
 from connector.engine import render, replies, sessions
-from connector.engine.ingest import cancel, handle_adapter_error
+from connector.engine.ingest import cancelled, handle_adapter_error
 from connector.errors import (
     AuthenticationFailed,
     Conflict,
@@ -29,9 +32,11 @@ from connector.errors import (
     TransportError,
 )
 from connector.store import claims
-from connector.store.db import session_scope
+from connector.store.db import read_scope, session_scope, write_scope
 from connector.store.models import (
     ACTIVE_TURN_STATES,
+    ChatSession,
+    MessageRecord,
     TicketRecord,
     Turn,
     TurnState,
@@ -49,95 +54,129 @@ class UppzyAccessError(Exception):
     """Uppzy refused our key or plan: nothing will work until a human fixes the config."""
 
 
-def claim_turns(engine: Engine, limit: int) -> list[int]:
+def claim_turns(engine: Engine, db: Session, limit: int) -> list[Turn]:
     """Lease due turns to this instance; the heartbeat keeps the lease while a step runs."""
-    with session_scope(engine.db) as db:
-        return claims.claim_turns(db, engine.instance_id, utcnow(), engine.lease_ttl, limit)
+    return claims.claim_turns(db, engine.instance_id, utcnow(), engine.lease_ttl, limit)
 
 
-def advance(engine: Engine, turn_id: int) -> None:
-    """Run the one step the turn is due for, then release the claim."""
-    with session_scope(engine.db) as db:
-        turn = db.get(Turn, turn_id)
-        if turn is None or turn.state not in ACTIVE_TURN_STATES:
-            return
-        state = turn.state
-        shadow = engine.config.shadow(engine.config.adapter(turn.adapter))
-        blocked = _why_not_now(db, turn, shadow)
-        if blocked is not None:
-            cancel(turn, blocked)
-            db.add(turn)
-            log.info("turn %d cancelled: %s", turn.id, blocked, extra=turn_fields(turn))
-            return
-        if state == TurnState.QUEUED and _session_busy(db, turn):
-            _release(turn, delay=min(1.0, engine.config.uppzy.poll_interval))
-            db.add(turn)
-            return
-    if state == TurnState.QUEUED:
+@dataclass(frozen=True)
+class Situation:
+    """What the rest of the ticket says about a turn, read in one statement before its step."""
+
+    resolved: bool
+    status: str
+    newer: bool  # a later turn exists on the ticket
+    agent_replied: bool  # a human's public reply came after the turn's last customer message
+    session_busy: bool  # another request of its session is in flight, or queued before it
+
+
+def advance(engine: Engine, turn: Turn) -> None:
+    """Run the one step the claimed turn is due for; every outcome also releases the claim."""
+    if turn.state not in ACTIVE_TURN_STATES:
+        return
+    shadow = engine.config.shadow(engine.config.adapter(turn.adapter))
+    seen = _situation(engine, turn)
+    blocked = _why_not_now(turn, seen, shadow)
+    if blocked is not None:
+        _save(engine, turn, cancelled(blocked))
+        log.info("turn %d cancelled: %s", turn.id, blocked, extra=turn_fields(turn))
+        return
+    if turn.state == TurnState.QUEUED and seen.session_busy:
+        _save(engine, turn, _released(min(1.0, engine.config.uppzy.poll_interval)))
+        return
+    if turn.state == TurnState.QUEUED:
         if engine.config.uppzy.mode == "sync":
             _ask_sync(engine, turn)
         else:
             _submit(engine, turn)
-    elif state == TurnState.SUBMITTED:
+    elif turn.state == TurnState.SUBMITTED:
         _poll(engine, turn)
     elif shadow:
         _shadow(engine, turn)
     else:
-        _post(engine, turn)
+        _post(engine, turn, seen)
 
 
-def _shadow(engine: Engine, turn: Turn) -> None:
-    """Shadow mode: keep the answer for comparison with what the agent sends; post nothing."""
-    with session_scope(engine.db) as db:
-        row = _reload(db, turn)
-        row.state = TurnState.SHADOWED
-        _release(row)
-        db.add(row)
-        db.flush()
-        replies.compare_shadowed(db, row.adapter, row.ticket_id)
-    log.info("turn %d answered in shadow mode (not posted)", turn.id, extra=turn_fields(row))
-    engine.emit("turn_shadowed", **turn_fields(row))
+def _situation(engine: Engine, turn: Turn) -> Situation:
+    asked = aliased(MessageRecord)
+    asked_id = select(asked.id).where(
+        asked.adapter == turn.adapter, asked.external_id == turn.last_message_id,
+    ).scalar_subquery()
+    ticket = (TicketRecord.adapter == turn.adapter) & \
+        (TicketRecord.external_id == turn.ticket_id)
+    query = select(
+        select(TicketRecord.resolved).where(ticket).scalar_subquery(),
+        select(TicketRecord.status).where(ticket).scalar_subquery(),
+        exists().where(Turn.adapter == turn.adapter, Turn.ticket_id == turn.ticket_id,
+                       col(Turn.id) > turn.id),
+        exists().where(
+            MessageRecord.adapter == turn.adapter, MessageRecord.ticket_id == turn.ticket_id,
+            MessageRecord.role == "agent", col(MessageRecord.public), ~col(MessageRecord.ours),
+            col(MessageRecord.id) > func.coalesce(asked_id, 0),
+        ),
+        exists().where(
+            Turn.session_id == turn.session_id, col(Turn.id) != turn.id,
+            or_(Turn.state == TurnState.SUBMITTED,
+                (Turn.state == TurnState.QUEUED) & (col(Turn.id) < turn.id)),
+        ),
+    )
+    with read_scope(engine.db) as db:
+        resolved, status, newer, agent, busy = db.execute(query).one()
+    return Situation(bool(resolved), status or "", bool(newer), bool(agent), bool(busy))
 
 
-def _release(turn: Turn, *, delay: float = 0.0) -> None:
-    turn.claim_owner = None
-    turn.claim_until = None
-    turn.next_attempt_at = utcnow() + timedelta(seconds=delay)
-    turn.updated_at = utcnow()
-
-
-def _why_not_now(db: Session, turn: Turn, shadow: bool) -> str | None:
+def _why_not_now(turn: Turn, seen: Situation, shadow: bool) -> str | None:
     """The reason this turn must not be answered any more, if there is one.
 
     A turn already asked keeps polling even when superseded (its session must stay with one
     request in flight); it is dropped when its answer is ready. In shadow mode an agent's reply
-    is what the answer is compared with, so it cancels nothing.
+    is what the answer is compared with, so it cancels nothing. A turn being posted is left to
+    the post step, which first looks for an earlier attempt's note.
     """
-    ticket = db.exec(select(TicketRecord).where(
-        TicketRecord.adapter == turn.adapter, TicketRecord.external_id == turn.ticket_id
-    )).first()
-    if ticket is not None and ticket.resolved and turn.state != TurnState.POSTING:
-        return f"ticket {ticket.status or 'resolved'}"
+    if seen.resolved and turn.state != TurnState.POSTING:
+        return f"ticket {seen.status or 'resolved'}"
     if turn.state in (TurnState.SUBMITTED, TurnState.POSTING):
         return None
-    newer = db.exec(select(Turn.id).where(
-        Turn.adapter == turn.adapter, Turn.ticket_id == turn.ticket_id, col(Turn.id) > turn.id
-    )).first()
-    if newer is not None:
+    if seen.newer:
         return "superseded by a newer customer message"
-    if not shadow and replies.agent_reply_after(db, turn) is not None:
+    if not shadow and seen.agent_replied:
         return "answered by an agent"
     return None
 
 
-def _session_busy(db: Session, turn: Turn) -> bool:
-    """One request in flight per session, and turns of one session asked in order."""
-    other = db.exec(select(Turn.id).where(
-        Turn.session_id == turn.session_id, col(Turn.id) != turn.id,
-        or_(Turn.state == TurnState.SUBMITTED,
-            (Turn.state == TurnState.QUEUED) & (col(Turn.id) < turn.id)),
-    )).first()
-    return other is not None
+def _save(
+    engine: Engine, turn: Turn, values: dict[str, Any], *, touch_session_at: datetime | None = None
+) -> None:
+    """Write a step's outcome in one short transaction and mirror it on the claimed row.
+
+    Only the columns the step decided are written: ingest may meanwhile have marked the row
+    superseded or cancelled it, and the next step's check sees that.
+    """
+    with write_scope(engine.db) as db:
+        db.execute(update(Turn).where(col(Turn.id) == turn.id).values(**values))
+        if touch_session_at is not None:
+            db.execute(update(ChatSession).where(ChatSession.session_id == turn.session_id)
+                       .values(last_customer_at=touch_session_at))
+    for key, value in values.items():
+        setattr(turn, key, value)
+
+
+def _released(delay: float = 0.0) -> dict[str, Any]:
+    now = utcnow()
+    return {"claim_owner": None, "claim_until": None,
+            "next_attempt_at": now + timedelta(seconds=delay), "updated_at": now}
+
+
+def _shadow(engine: Engine, turn: Turn) -> None:
+    """Shadow mode: keep the answer for comparison with what the agent sends; post nothing."""
+    values = {"state": TurnState.SHADOWED, **_released()}
+    with session_scope(engine.db) as db:
+        db.execute(update(Turn).where(col(Turn.id) == turn.id).values(**values))
+        replies.compare_shadowed(db, turn.adapter, turn.ticket_id)
+    for key, value in values.items():
+        setattr(turn, key, value)
+    log.info("turn %d answered in shadow mode (not posted)", turn.id, extra=turn_fields(turn))
+    engine.emit("turn_shadowed", **turn_fields(turn))
 
 
 # ----- asking -------------------------------------------------------------------------------
@@ -152,19 +191,14 @@ def _submit(engine: Engine, turn: Turn) -> None:
         return
     engine.note_uppzy_ok()
     now = utcnow()
-    with session_scope(engine.db) as db:
-        row = _reload(db, turn)
-        row.state = TurnState.SUBMITTED
-        row.request_id = request_id
-        row.submitted_at = now
-        row.attempts = 0
-        row.polls = 0
-        _touch_session(db, row, now)
-        _release(row, delay=engine.estimator.first_poll_delay(row.site_id))
-        db.add(row)
-    log.info("turn %d asked Uppzy", turn.id, extra=turn_fields(row))
-    engine.emit("turn_submitted", **turn_fields(row))
-    log.debug("turn %d question: %s", turn.id, turn.question, extra=turn_fields(row))
+    _save(engine, turn, {
+        "state": TurnState.SUBMITTED, "request_id": request_id, "submitted_at": now,
+        "attempts": 0, "polls": 0,
+        **_released(engine.estimator.first_poll_delay(turn.site_id)),
+    }, touch_session_at=now)
+    log.info("turn %d asked Uppzy", turn.id, extra=turn_fields(turn))
+    engine.emit("turn_submitted", **turn_fields(turn))
+    log.debug("turn %d question: %s", turn.id, turn.question, extra=turn_fields(turn))
 
 
 def _ask_sync(engine: Engine, turn: Turn) -> None:
@@ -181,12 +215,7 @@ def _ask_sync(engine: Engine, turn: Turn) -> None:
         _chat_error(engine, turn, exc)
         return
     engine.note_uppzy_ok()
-    with session_scope(engine.db) as db:
-        row = _reload(db, turn)
-        row.submitted_at = started
-        _touch_session(db, row, started)
-        _store_answer(engine, row, answer)
-        db.add(row)
+    _store_answer(engine, turn, answer, {"submitted_at": started}, touch_session_at=started)
 
 
 def _poll(engine: Engine, turn: Turn) -> None:
@@ -201,57 +230,43 @@ def _poll(engine: Engine, turn: Turn) -> None:
         return
     engine.note_uppzy_ok()
     now = utcnow()
-    with session_scope(engine.db) as db:
-        row = _reload(db, turn)
-        row.polls += 1
-        submitted = row.submitted_at or now
-        if status.done and status.answer is not None:
-            engine.estimator.observe(row.site_id, (now - submitted).total_seconds())
-            _store_answer(engine, row, status.answer)
-        elif status.failed:
-            db.add(row)
-            db.commit()
-            _give_up(engine, row, f"Uppzy could not answer: {status.error}")
-            return
-        elif (now - submitted).total_seconds() >= engine.config.uppzy.answer_timeout:
-            db.add(row)
-            db.commit()
-            _give_up(engine, row, "no answer within answer_timeout")
-            return
-        else:
-            remaining = engine.config.uppzy.answer_timeout - (now - submitted).total_seconds()
-            delay = engine.estimator.next_poll_delay(row.polls, engine.config.uppzy.poll_interval)
-            _release(row, delay=max(0.05, min(delay, remaining)))
-        db.add(row)
+    polls = {"polls": turn.polls + 1}
+    waited = (now - (turn.submitted_at or now)).total_seconds()
+    if status.done and status.answer is not None:
+        engine.estimator.observe(turn.site_id, waited)
+        _store_answer(engine, turn, status.answer, polls)
+    elif status.failed:
+        _give_up(engine, turn, f"Uppzy could not answer: {status.error}", polls)
+    elif waited >= engine.config.uppzy.answer_timeout:
+        _give_up(engine, turn, "no answer within answer_timeout", polls)
+    else:
+        remaining = engine.config.uppzy.answer_timeout - waited
+        delay = engine.estimator.next_poll_delay(polls["polls"],
+                                                 engine.config.uppzy.poll_interval)
+        _save(engine, turn, {**polls, **_released(max(0.05, min(delay, remaining)))})
 
 
-def _store_answer(engine: Engine, row: Turn, answer: ChatAnswer) -> None:
-    row.request_id = answer.request_id or row.request_id
-    row.answer = answer.answer
-    row.confidence_level = answer.confidence_level
-    row.confidence_score = answer.confidence_score
-    row.answered_at = utcnow()
-    row.state = TurnState.ANSWERED
-    row.attempts = 0
+def _store_answer(
+    engine: Engine, turn: Turn, answer: ChatAnswer, values: dict[str, Any], *,
+    touch_session_at: datetime | None = None,
+) -> None:
     low = render.below_threshold(engine.config.draft, answer.confidence_level,
                                  answer.confidence_score)
-    row.outcome = "fallback" if low else "draft"
-    if low:
-        row.reason = "answer below min_confidence"
-    _release(row)
-    log.info("turn %d answered (confidence %s)", row.id, answer.confidence_level or "n/a",
-             extra=turn_fields(row))
-    submitted = row.submitted_at or row.answered_at
-    engine.emit("turn_answered", **turn_fields(row), polls=row.polls, low_confidence=low,
-                seconds=(row.answered_at - submitted).total_seconds(),
+    answered_at = utcnow()
+    values = {
+        **values, "request_id": answer.request_id or turn.request_id, "answer": answer.answer,
+        "confidence_level": answer.confidence_level,
+        "confidence_score": answer.confidence_score, "answered_at": answered_at,
+        "state": TurnState.ANSWERED, "attempts": 0, "outcome": "fallback" if low else "draft",
+        **({"reason": "answer below min_confidence"} if low else {}), **_released(),
+    }
+    _save(engine, turn, values, touch_session_at=touch_session_at)
+    log.info("turn %d answered (confidence %s)", turn.id, answer.confidence_level or "n/a",
+             extra=turn_fields(turn))
+    submitted = turn.submitted_at or answered_at
+    engine.emit("turn_answered", **turn_fields(turn), polls=turn.polls, low_confidence=low,
+                seconds=(answered_at - submitted).total_seconds(),
                 confidence_level=answer.confidence_level)
-
-
-def _touch_session(db: Session, turn: Turn, at: datetime) -> None:
-    chat = db.get(sessions.ChatSession, turn.session_id)
-    if chat is not None:
-        chat.last_customer_at = at
-        db.add(chat)
 
 
 def _chat_error(engine: Engine, turn: Turn, exc: RemoteError) -> None:
@@ -272,108 +287,86 @@ def _chat_error(engine: Engine, turn: Turn, exc: RemoteError) -> None:
 
 def _move_to_next_session(engine: Engine, turn: Turn, exc: RemoteError) -> None:
     """Uppzy says the session cannot take the message (closed elsewhere): use the next id."""
+    attempts = turn.attempts + 1
     with session_scope(engine.db) as db:
-        row = _reload(db, turn)
-        chat = db.get(sessions.ChatSession, row.session_id)
+        chat = db.get(sessions.ChatSession, turn.session_id)
         if chat is not None and chat.state == "open":
             chat.state = "closed"
             chat.closed_at = utcnow()
             chat.reason = f"refused by Uppzy: {exc.detail or exc.status}"
             db.add(chat)
-        ticket = db.exec(select(TicketRecord).where(
-            TicketRecord.adapter == row.adapter, TicketRecord.external_id == row.ticket_id
-        )).one()
-        row.attempts += 1
-        if row.attempts >= engine.config.engine.max_attempts:
-            db.commit()
-            _give_up(engine, row, f"Uppzy refused every session: {exc}")
-            return
-        row.session_id = sessions.open_session_id(
-            db, row.adapter, ticket, engine.config.session, row.site_id
-        )
-        _release(row)
-        db.add(row)
+        if attempts < engine.config.engine.max_attempts:
+            ticket = db.exec(select(TicketRecord).where(
+                TicketRecord.adapter == turn.adapter, TicketRecord.external_id == turn.ticket_id
+            )).one()
+            session_id = sessions.open_session_id(
+                db, turn.adapter, ticket, engine.config.session, turn.site_id
+            )
+            values = {"attempts": attempts, "session_id": session_id, **_released()}
+            db.execute(update(Turn).where(col(Turn.id) == turn.id).values(**values))
+    if attempts >= engine.config.engine.max_attempts:
+        _give_up(engine, turn, f"Uppzy refused every session: {exc}", {"attempts": attempts})
+        return
+    for key, value in values.items():
+        setattr(turn, key, value)
     log.warning("turn %d: session refused by Uppzy (%s); continuing in %s", turn.id,
-                exc.status, row.session_id, extra=turn_fields(row))
+                exc.status, turn.session_id, extra=turn_fields(turn))
 
 
 def _retry_later(engine: Engine, turn: Turn, exc: RemoteError) -> None:
-    with session_scope(engine.db) as db:
-        row = _reload(db, turn)
-        row.attempts += 1
-        if row.attempts >= engine.config.engine.max_attempts:
-            db.commit()
-            _give_up(engine, row, f"gave up after {row.attempts} attempts: {exc}")
-            return
-        delay = max(exc.retry_after or 0.0, engine.backoff(row.attempts))
-        row.reason = f"retrying: {exc}"[:500]
-        _release(row, delay=delay)
-        db.add(row)
+    attempts = turn.attempts + 1
+    if attempts >= engine.config.engine.max_attempts:
+        _give_up(engine, turn, f"gave up after {attempts} attempts: {exc}",
+                 {"attempts": attempts})
+        return
+    delay = max(exc.retry_after or 0.0, engine.backoff(attempts))
+    _save(engine, turn, {"attempts": attempts, "reason": f"retrying: {exc}"[:500],
+                         **_released(delay)})
     level = logging.INFO if isinstance(exc, RateLimited) else logging.WARNING
-    log.log(level, "turn %d: %s; retry %d in %.1fs", turn.id, exc, row.attempts, delay,
-            extra=turn_fields(row))
+    log.log(level, "turn %d: %s; retry %d in %.1fs", turn.id, exc, attempts, delay,
+            extra=turn_fields(turn))
 
 
-def _give_up(engine: Engine, turn: Turn, reason: str) -> None:
+def _give_up(
+    engine: Engine, turn: Turn, reason: str, values: dict[str, Any] | None = None
+) -> None:
     """No answer will come: post the fallback note if the team wants one, else fail visibly."""
     fallback = render.render_fallback(engine.config.draft, turn.marker_ref)
-    with session_scope(engine.db) as db:
-        row = _reload(db, turn)
-        row.reason = reason[:500]
-        if fallback is None:
-            row.state = TurnState.FAILED
-            _release(row)
-        else:
-            row.state = TurnState.ANSWERED
-            row.outcome = "fallback"
-            row.attempts = 0
-            _release(row)
-        db.add(row)
+    outcome: dict[str, Any] = {"state": TurnState.FAILED} if fallback is None else \
+        {"state": TurnState.ANSWERED, "outcome": "fallback", "attempts": 0}
+    _save(engine, turn, {**(values or {}), "reason": reason[:500], **outcome, **_released()})
     log.warning("turn %d failed: %s%s", turn.id, reason,
-                "" if fallback is None else "; posting the fallback note", extra=turn_fields(row))
-    engine.emit("turn_failed", **turn_fields(row), reason=reason, fallback=fallback is not None)
+                "" if fallback is None else "; posting the fallback note", extra=turn_fields(turn))
+    engine.emit("turn_failed", **turn_fields(turn), reason=reason, fallback=fallback is not None)
 
 
 # ----- posting ------------------------------------------------------------------------------
-def _post(engine: Engine, turn: Turn) -> None:
+def _post(engine: Engine, turn: Turn, seen: Situation) -> None:
     adapter = engine.adapters.get(turn.adapter)
     if adapter is None:  # the adapter was removed from the config
         engine.release_claim(turn.id, delay=300)
         return
     text = _text_for(engine, turn)
     if text is None:
-        with session_scope(engine.db) as db:
-            row = _reload(db, turn)
-            cancel(row, row.reason or "low confidence and no fallback configured")
-            db.add(row)
+        _save(engine, turn, cancelled(turn.reason or "low confidence and no fallback configured"))
         return
-    ref = turn.marker_ref
     try:
         if turn.state == TurnState.POSTING:
             # An earlier attempt may have posted before it could record it: look first.
-            with session_scope(engine.db) as db:
-                ticket = _ticket_of(db, turn)
-            found = adapter.find_posted(ticket, render.marker(ref))
+            ticket = Ticket(external_id=turn.ticket_id, status=seen.status,
+                            resolved=seen.resolved)
+            found = adapter.find_posted(ticket, render.marker(turn.marker_ref))
             if found is not None:
                 _mark_posted(engine, turn, found, reconciled=True)
                 return
             if ticket.resolved:  # resolved while our first attempt was unconfirmed
-                with session_scope(engine.db) as db:
-                    row = _reload(db, turn)
-                    cancel(row, f"ticket {ticket.status or 'resolved'}")
-                    db.add(row)
+                _save(engine, turn, cancelled(f"ticket {ticket.status or 'resolved'}"))
                 return
         else:
-            with session_scope(engine.db) as db:
-                row = _reload(db, turn)
-                row.state = TurnState.POSTING
-                db.add(row)
+            _save(engine, turn, {"state": TurnState.POSTING})
         posted = adapter.post_draft(turn.ticket_id, text)
     except (NotFound, Moved) as exc:
-        with session_scope(engine.db) as db:
-            row = _reload(db, turn)
-            cancel(row, f"ticket no longer available ({type(exc).__name__})")
-            db.add(row)
+        _save(engine, turn, cancelled(f"ticket no longer available ({type(exc).__name__})"))
         return
     except RemoteError as exc:
         if isinstance(exc, TransportError) and exc.sent:
@@ -387,13 +380,10 @@ def _post(engine: Engine, turn: Turn) -> None:
         if exc.retryable or isinstance(exc, AuthenticationFailed | PermissionDenied):
             _retry_later(engine, turn, exc)
         else:
-            with session_scope(engine.db) as db:
-                row = _reload(db, turn)
-                row.state = TurnState.FAILED
-                row.reason = f"the helpdesk refused the post: {exc}"[:500]
-                _release(row)
-                db.add(row)
-            log.error("turn %d: post refused: %s", turn.id, exc, extra=turn_fields(row))
+            _save(engine, turn, {"state": TurnState.FAILED,
+                                 "reason": f"the helpdesk refused the post: {exc}"[:500],
+                                 **_released()})
+            log.error("turn %d: post refused: %s", turn.id, exc, extra=turn_fields(turn))
         return
     _mark_posted(engine, turn, posted.external_id, kind=posted.kind)
 
@@ -409,38 +399,18 @@ def _text_for(engine: Engine, turn: Turn) -> str | None:
 def _mark_posted(
     engine: Engine, turn: Turn, posted_id: str, *, kind: str = "note", reconciled: bool = False
 ) -> None:
-    with session_scope(engine.db) as db:
-        row = _reload(db, turn)
-        row.state = TurnState.POSTED
-        row.posted_id = posted_id
-        row.posted_at = utcnow()
-        _release(row)
-        db.add(row)
+    _save(engine, turn, {"state": TurnState.POSTED, "posted_id": posted_id,
+                         "posted_at": utcnow(), **_released()})
     log.info("turn %d posted as %s %s%s", turn.id,
-             "fallback" if row.outcome == "fallback" else kind, posted_id,
-             " (found from an earlier attempt)" if reconciled else "", extra=turn_fields(row))
-    engine.emit("turn_posted", **turn_fields(row), outcome=row.outcome, kind=kind,
+             "fallback" if turn.outcome == "fallback" else kind, posted_id,
+             " (found from an earlier attempt)" if reconciled else "", extra=turn_fields(turn))
+    assert turn.posted_at is not None
+    engine.emit("turn_posted", **turn_fields(turn), outcome=turn.outcome, kind=kind,
                 reconciled=reconciled, posted_id=posted_id,
-                seconds=(row.posted_at - row.last_message_at).total_seconds())
+                seconds=(turn.posted_at - turn.last_message_at).total_seconds())
 
 
 def turn_fields(turn: Turn) -> dict[str, object]:
     """The identifiers every event and log line about a turn carries."""
     return {"adapter": turn.adapter, "ticket_id": turn.ticket_id, "session_id": turn.session_id,
             "request_id": turn.request_id, "turn_id": turn.id}
-
-
-def _reload(db: Session, turn: Turn) -> Turn:
-    row = db.get(Turn, turn.id)
-    if row is None:  # rows are never deleted while the daemon runs
-        raise LookupError(f"turn {turn.id} vanished")
-    return row
-
-
-def _ticket_of(db: Session, turn: Turn) -> Ticket:
-    record = db.exec(select(TicketRecord).where(
-        TicketRecord.adapter == turn.adapter, TicketRecord.external_id == turn.ticket_id
-    )).first()
-    if record is None:
-        return Ticket(external_id=turn.ticket_id, status="", resolved=False)
-    return Ticket(external_id=record.external_id, status=record.status, resolved=record.resolved)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from sqlalchemy import Engine, or_, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from connector.store.models import ACTIVE_TURN_STATES, AdapterState, TicketRecord, Turn
@@ -33,10 +34,11 @@ def _skip_locked(db: Session, query):  # type: ignore[no-untyped-def]
 
 def claim_turns(
     db: Session, owner: str, now: datetime, ttl: timedelta, limit: int
-) -> list[int]:
-    """Lease up to ``limit`` due turns to ``owner``, oldest due first."""
+) -> list[Turn]:
+    """Lease up to ``limit`` due turns to ``owner``, oldest due first; returns the rows as
+    claimed, so a step starts from them without reading its turn again."""
     query = (
-        select(Turn.id)
+        select(Turn)
         .where(
             col(Turn.state).in_(ACTIVE_TURN_STATES),
             Turn.next_attempt_at <= now,
@@ -45,11 +47,15 @@ def claim_turns(
         .order_by(col(Turn.next_attempt_at))
         .limit(limit)
     )
-    ids = [i for i in db.exec(_skip_locked(db, query)).all() if i is not None]
-    if ids:
-        db.execute(update(Turn).where(col(Turn.id).in_(ids))
-                   .values(claim_owner=owner, claim_until=now + ttl))
-    return ids
+    turns = list(db.exec(_skip_locked(db, query)).all())
+    if turns:
+        until = now + ttl
+        db.execute(update(Turn).where(col(Turn.id).in_([t.id for t in turns]))
+                   .values(claim_owner=owner, claim_until=until))
+        for turn in turns:  # what the UPDATE wrote, without a second flush of the same change
+            set_committed_value(turn, "claim_owner", owner)
+            set_committed_value(turn, "claim_until", until)
+    return turns
 
 
 def claim_tickets(

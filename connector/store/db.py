@@ -14,13 +14,14 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlmodel import Session
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 0x55505A59  # "UPZY": the advisory lock key that serialises migrations
+READ_ONLY = "connector_read_only"
 
 
 def make_engine(url: str) -> Engine:
@@ -46,7 +47,9 @@ def _sqlite_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 
 
 def _sqlite_begin(connection) -> None:  # type: ignore[no-untyped-def]
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A read that decides nothing on its own need not queue behind the writer.
+    deferred = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 @contextmanager
@@ -59,6 +62,26 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def read_scope(engine: Engine) -> Iterator[Connection]:
+    """A read-only snapshot for checks: on SQLite a deferred transaction, so checks run in
+    parallel with the writer instead of taking its lock (``session_scope`` takes it up front)."""
+    with engine.connect() as connection:
+        connection.execution_options(**{READ_ONLY: True})
+        try:
+            yield connection
+        finally:
+            connection.rollback()
+
+
+@contextmanager
+def write_scope(engine: Engine) -> Iterator[Connection]:
+    """One Core transaction for a step's outcome: cheaper than an ORM session for a few
+    UPDATEs, committed on success and rolled back on any exception."""
+    with engine.begin() as connection:
+        yield connection
 
 
 def migrate(engine: Engine) -> None:

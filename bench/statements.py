@@ -1,0 +1,104 @@
+"""SQL statements and transactions per message, counted in-process with ``run_once``.
+
+CPU in the daemon is mostly the store (bench/README.md): this counts what each message costs
+there, by the engine function that issued it, so a change to the steps can be judged in seconds
+instead of a full ``bench/run.py``. The simulators run in this process over real HTTP on
+127.0.0.1; their CPU is in the thread-time figure too, so read that one as relative only.
+
+    python bench/statements.py --tickets 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import event
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from adapters.zendesk.simulator import ZendeskSimulator  # noqa: E402
+from connector.config import parse_config  # noqa: E402
+from connector.engine.runtime import Engine  # noqa: E402
+from connector.sandbox.uppzy_sim import UppzySimulator  # noqa: E402
+
+API_KEY = "bench-key"
+ZD_TOKEN = "bench-zd-token"
+
+
+def _caller() -> str:
+    """The innermost engine or store function on the stack: where a statement comes from."""
+    for frame in reversed(traceback.extract_stack(limit=40)):
+        if "/connector/engine/" in frame.filename or "/connector/store/" in frame.filename:
+            return f"{Path(frame.filename).stem}.{frame.name}"
+    return "other"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tickets", type=int, default=200)
+    parser.add_argument("--by-caller", action="store_true", help="break statements down")
+    args = parser.parse_args()
+
+    uppzy = UppzySimulator(api_keys={API_KEY: "ok"}, answer_time=(0.0, 0.0)).start()
+    zendesk = ZendeskSimulator(exclude_newest=0, api_token=ZD_TOKEN).start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = parse_config({
+                "uppzy": {"base_url": uppzy.base_url, "api_key": API_KEY, "site_id": "site-1",
+                          "poll_interval": "0.2s", "answer_timeout": "60s"},
+                "database": {"url": f"sqlite:///{tmp}/bench.db"},
+                "adapters": [{"name": "zd", "type": "zendesk", "url": zendesk.url,
+                              "auth": {"email": "bot@example.com", "api_token": ZD_TOKEN},
+                              "poll_interval": "1s", "start_from": "10m"}],
+                "engine": {"tick": "0.02s"},
+                "ops": {"listen": "127.0.0.1:0"},
+            })
+            engine = Engine(config)
+            engine.start()
+            engine.run_once()  # warm up: users/me, statuses, empty feed
+            for n in range(args.tickets):
+                user = zendesk.add_user(f"Customer {n}", "end-user", f"c{n}@example.com")
+                zendesk.create_ticket(user, f"Question {n}: how do I reset my password?")
+            statements: Counter[str] = Counter()
+            transactions = [0]
+
+            def on_statement(*_a: object) -> None:
+                statements[_caller() if args.by_caller else "all"] += 1
+
+            def on_begin(*_a: object) -> None:
+                transactions[0] += 1
+
+            event.listen(engine.db, "before_cursor_execute", on_statement)
+            event.listen(engine.db, "begin", on_begin)
+            cpu, wall = time.process_time(), time.monotonic()
+            engine.run_once(idle_sleep=0.01)
+            engine.run_once(idle_sleep=0.01)  # the re-read our own notes cause
+            cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+            event.remove(engine.db, "before_cursor_execute", on_statement)
+            event.remove(engine.db, "begin", on_begin)
+            posted = len(zendesk.notes_by(zendesk.bot_user_id))
+            engine.shutdown(grace=2)
+            engine.db.dispose()
+    finally:
+        zendesk.stop()
+        uppzy.stop()
+    per = max(posted, 1)
+    print(f"notes posted: {posted} of {args.tickets}")
+    print(f"statements per message: {sum(statements.values()) / per:.1f}")
+    print(f"transactions per message: {transactions[0] / per:.1f}")
+    print(f"process CPU per message (simulators included): {cpu / per * 1000:.2f} ms; "
+          f"wall {wall:.1f} s")
+    if args.by_caller:
+        for caller, count in statements.most_common():
+            print(f"  {count / per:6.2f}  {caller}")
+
+
+if __name__ == "__main__":
+    main()
