@@ -24,7 +24,7 @@ from connector.errors import (
     ServerError,
     TransportError,
 )
-from connector.http import RetryPolicy, Timeouts
+from connector.http import HttpClient, RetryPolicy, Timeouts
 from connector.sandbox.server import Fault
 from connector.sandbox.uppzy_sim import UppzySimulator
 from connector.uppzy import AsyncStatus, ChatAnswer, UppzyClient
@@ -671,3 +671,43 @@ def test_api_key_never_logged_nor_in_errors(
     assert caplog.records
     for record in caplog.records:
         assert KEY not in record.getMessage()
+
+
+def test_proxy_from_the_environment_is_used_and_no_proxy_honoured(
+    make_sim: Callable[..., UppzySimulator], monkeypatch: pytest.MonkeyPatch
+):
+    """The client reads the proxy settings once per host instead of on every call; it must
+    still send through HTTP_PROXY, and straight to hosts listed in NO_PROXY."""
+    sim = make_sim()
+    seen: list[str] = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        proxy_url = f"http://127.0.0.1:{server.getsockname()[1]}"
+
+        def proxy_once() -> None:
+            conn, _ = server.accept()
+            with conn:
+                seen.append(conn.recv(65536).split(b"\r\n", 1)[0].decode())
+                body = b'{"ok": true}'
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                             % (len(body), body))
+
+        thread = threading.Thread(target=proxy_once, daemon=True)
+        thread.start()
+        for name in ("HTTP_PROXY", "http_proxy"):
+            monkeypatch.setenv(name, proxy_url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.setenv(name, "127.0.0.1")
+        via_proxy = HttpClient("http://helpdesk.invalid", name="proxied")
+        direct = UppzyClient(sim.base_url, KEY)
+        try:
+            assert via_proxy.request("GET", "/api/ping", endpoint="ping").data == {"ok": True}
+            answer = direct.chat(SITE, "proxy-check", "Does a direct call still work?")
+            assert answer.answer
+        finally:
+            via_proxy.close()
+            direct.close()
+        thread.join(timeout=5)
+    assert seen == ["GET http://helpdesk.invalid/api/ping HTTP/1.1"]

@@ -8,7 +8,7 @@ calls therefore loses nothing: the cursor never moves past a ticket that is not 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
@@ -174,8 +174,8 @@ def mark_ticket(engine: Engine, adapter: str, ticket_id: str) -> None:
         db.add(record)
 
 
-def claim_tickets(engine: Engine, db: Session, limit: int) -> list[tuple[int, int]]:
-    """Claim tickets due for a read: (row id, change_seq) pairs, leased for SYNC_LEASE."""
+def claim_tickets(engine: Engine, db: Session, limit: int) -> list[TicketRecord]:
+    """Claim tickets due for a read, leased for SYNC_LEASE."""
     now = utcnow()
     paused = set(db.exec(select(AdapterState.adapter).where(
         col(AdapterState.paused_until).is_not(None), col(AdapterState.paused_until) > now,
@@ -184,13 +184,11 @@ def claim_tickets(engine: Engine, db: Session, limit: int) -> list[tuple[int, in
     return claims.claim_tickets(db, active, now, timedelta(seconds=SYNC_LEASE), limit)
 
 
-def sync_ticket(engine: Engine, row_id: int, seq: int) -> None:
-    """Read one ticket's conversation and turn new customer messages into work."""
-    with session_scope(engine.db) as db:
-        record = db.get(TicketRecord, row_id)
-        if record is None:
-            return
-        name, ticket_id = record.adapter, record.external_id
+def sync_ticket(engine: Engine, claimed: TicketRecord) -> None:
+    """Read one claimed ticket's conversation and turn new customer messages into work."""
+    record, seq = claimed, claimed.change_seq
+    assert record.id is not None
+    row_id, name, ticket_id = record.id, record.adapter, record.external_id
     adapter = engine.adapters[name]
     try:
         ticket = adapter.get_ticket(ticket_id) if record.remote_updated_at is None and \
@@ -281,17 +279,23 @@ def apply_conversation(
     # another ticket, where they are history, not news.
     ids = [m.external_id for m in messages]
     known: dict[str, int | None] = {}
+    elsewhere: set[str] = set()
     for start in range(0, len(ids), 500):
-        known.update(db.exec(select(MessageRecord.external_id, MessageRecord.turn_id).where(
+        for external_id, turn_id, ticket_id in db.exec(select(
+            MessageRecord.external_id, MessageRecord.turn_id, MessageRecord.ticket_id,
+        ).where(
             MessageRecord.adapter == name,
             col(MessageRecord.external_id).in_(ids[start:start + 500]),
-        )).all())
-    _end_merged_sources(engine, db, record, ids)
+        )).all():
+            known[external_id] = turn_id
+            if ticket_id != record.external_id:
+                elsewhere.add(ticket_id)
+    _end_merged_sources(engine, db, record, elsewhere)
     posted_ids = set(db.exec(select(Turn.posted_id).where(
         Turn.adapter == name, Turn.ticket_id == record.external_id,
         col(Turn.posted_id).is_not(None),
     )).all())
-    epoch = None if history_ok else (adapter_state(db, name).epoch or utcnow())
+    epoch = None if history_ok else _epoch(engine, db, name)
     # Shadow mode answers what agents already answered too: that is the comparison.
     shadow = engine.config.shadow(engine.config.adapter(name))
     last_agent_index = -1
@@ -313,7 +317,6 @@ def apply_conversation(
         if message.role == Role.CUSTOMER and message.public and not ours and \
                 (epoch is None or message.created_at >= epoch) and index > last_agent_index:
             new_customer.append(message)
-    was_resolved_session = _had_closed_session(db, record)
     if record.resolved:
         _resolve(engine, db, record, f"ticket {record.status or 'resolved'}")
         _collect_feedback(engine, db, record)
@@ -325,7 +328,7 @@ def apply_conversation(
         db.flush()
         replies.compare_shadowed(db, name, record.external_id)
     if new_customer:
-        if was_resolved_session:
+        if _had_closed_session(db, record):
             log.info("ticket %s/%s reopened; continuing in a new session", name,
                      record.external_id)
         _add_turn(engine, db, record, new_customer)
@@ -333,20 +336,13 @@ def apply_conversation(
 
 
 def _end_merged_sources(
-    engine: Engine, db: Session, record: TicketRecord, ids: list[str]
+    engine: Engine, db: Session, record: TicketRecord, sources: set[str]
 ) -> None:
-    """Messages we stored under another ticket now show up here: that ticket was merged in.
+    """Messages we stored under other tickets (``sources``) now show up here: they were merged in.
 
     Helpdesks keep message ids on a merge but do not always report the merged-away ticket in
     their change feed, so this is often the only sign that its work and session must end.
     """
-    sources: set[str] = set()
-    for start in range(0, len(ids), 500):
-        sources.update(db.exec(select(MessageRecord.ticket_id).where(
-            MessageRecord.adapter == record.adapter,
-            col(MessageRecord.external_id).in_(ids[start:start + 500]),
-            MessageRecord.ticket_id != record.external_id,
-        )).all())
     for source_id in sources:
         source = db.exec(select(TicketRecord).where(
             TicketRecord.adapter == record.adapter, TicketRecord.external_id == source_id
@@ -359,6 +355,17 @@ def _end_merged_sources(
         source.status = source.status or "merged"
         db.add(source)
         _resolve(engine, db, source, f"merged into ticket {record.external_id}")
+
+
+def _epoch(engine: Engine, db: Session, name: str) -> datetime:
+    """The adapter's epoch: set once by its first poll and never changed, so kept in memory."""
+    epoch = engine.epochs.get(name)
+    if epoch is None:
+        epoch = adapter_state(db, name).epoch
+        if epoch is None:
+            return utcnow()
+        engine.epochs[name] = epoch
+    return epoch
 
 
 def _had_closed_session(db: Session, record: TicketRecord) -> bool:

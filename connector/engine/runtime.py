@@ -13,9 +13,10 @@ import random
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import IO, Any
 
 from sqlalchemy import func, update
@@ -71,6 +72,8 @@ class Engine:
         self.estimator = AnswerTimeEstimator(default_first_poll=min(u.poll_interval, 2.0))
         self.fatal: UppzyAccessError | None = None
         self._uppzy_verified = False
+        self.epochs: dict[str, datetime] = {}  # per adapter; see ingest._epoch
+        self._backlog: deque[tuple[Callable[..., None], Any, bool]] = deque()
         self._pool = ThreadPoolExecutor(max_workers=config.engine.workers,
                                         thread_name_prefix="step")
         self._lock = threading.Lock()
@@ -127,8 +130,14 @@ class Engine:
         if left:
             log.warning("%d step(s) still waiting on a remote call; they resume after restart",
                         left)
+        with self._dispatch_lock:
+            waiting = [item.id for fn, item, _ in self._backlog if fn is ingest.sync_ticket]
+            self._backlog.clear()
         with session_scope(self.db) as db:
             claims.release_all(db, self.instance_id)
+            if waiting:  # claimed reads never started: due again now, for any instance
+                db.execute(update(TicketRecord).where(col(TicketRecord.id).in_(waiting))
+                           .values(sync_after=utcnow()))
         for adapter in self.adapters.values():
             adapter.close()
         self.uppzy.close()
@@ -171,7 +180,10 @@ class Engine:
         """Hand due work to free workers; returns how many steps were started.
 
         Called by the scheduler's tick and by every worker that finishes a step; one dispatch
-        at a time, so the count of free workers and the one-probe rule below hold.
+        at a time, so the count of free workers and the one-probe rule below hold. One claim
+        transaction takes up to ``batch_size`` items into a local backlog that later calls
+        drain first: a worker finishing a step then starts the next without a database round
+        trip, and claims stop competing with the steps for SQLite's write lock.
         """
         with self._dispatch_lock:
             if self.fatal is not None:
@@ -180,21 +192,35 @@ class Engine:
                 free = self.config.engine.workers - self._running
             if free <= 0:
                 return 0
-            with session_scope(self.db) as db:  # one transaction claims both kinds of work
-                tickets = ingest.claim_tickets(self, db, free)
-                free -= len(tickets)
-                if free > 0 and not self._uppzy_verified:
-                    # Until one Uppzy call succeeded, a rejected key must cost one call, not a
-                    # burst.
-                    with self._lock:
-                        free = 0 if self._uppzy_steps else 1
-                due = turns.claim_turns(self, db, min(free, self.config.engine.batch_size)) \
-                    if free > 0 else []
-            for row_id, seq in tickets:
-                self._start(ingest.sync_ticket, row_id, seq)
-            for turn in due:
-                self._start(turns.advance, turn, uppzy=True)
-            return len(tickets) + len(due)
+            if not self._backlog:
+                self._claim()
+            started = 0
+            while started < free and self._backlog:
+                fn, item, uppzy = self._backlog.popleft()
+                self._start(fn, item, uppzy=uppzy)
+                started += 1
+            return started
+
+    def _claim(self) -> None:
+        """Claim due reads and turns into the backlog, alternating so neither starves."""
+        limit = self.config.engine.batch_size
+        with session_scope(self.db) as db:
+            tickets = ingest.claim_tickets(self, db, limit)
+            if self._uppzy_verified:
+                due = turns.claim_turns(self, db, limit)
+            else:
+                # Until one Uppzy call succeeded, a rejected key must cost one call, not a
+                # burst.
+                with self._lock:
+                    probing = self._uppzy_steps > 0
+                due = [] if probing else turns.claim_turns(self, db, 1)
+        steps: list[tuple[Callable[..., None], Any, bool]] = []
+        for n in range(max(len(tickets), len(due))):
+            if n < len(due):
+                steps.append((turns.advance, due[n], True))
+            if n < len(tickets):
+                steps.append((ingest.sync_ticket, tickets[n], False))
+        self._backlog.extend(steps)
 
     def housekeeping(self) -> None:
         if self.fatal is not None:
@@ -260,7 +286,7 @@ class Engine:
     def busy(self) -> bool:
         """Whether anything is still running or due soon (``run --once`` waits for this)."""
         with self._lock:
-            if self._running:
+            if self._running or self._backlog:
                 return True
         with session_scope(self.db) as db:
             active = db.exec(select(func.count()).select_from(Turn).where(
@@ -277,29 +303,30 @@ class Engine:
             return False  # only paused adapters' tickets are left; they wait for a human
         return bool(active or syncing or closing or feedback)
 
-    def _start(self, fn: Callable[..., None], *args: object, uppzy: bool = False) -> None:
+    def _start(self, fn: Callable[..., None], item: Any, uppzy: bool = False) -> None:
         with self._lock:
             if uppzy:
                 self._uppzy_steps += 1
             self._running += 1
         try:
-            self._pool.submit(self._guarded, fn, args, uppzy)
+            self._pool.submit(self._guarded, fn, item, uppzy)
         except RuntimeError:  # the pool is shutting down; the row stays due for next start
             with self._lock:
                 self._running -= 1
                 if uppzy:
                     self._uppzy_steps -= 1
 
-    def _guarded(self, fn: Callable[..., None], args: tuple[object, ...], uppzy: bool) -> None:
+    def _guarded(self, fn: Callable[..., None], item: Any, uppzy: bool) -> None:
         try:
-            fn(self, *args)
+            fn(self, item)
         except UppzyAccessError as exc:
             self._set_fatal(exc)
         except Exception:
             # A bug or a surprise payload must cost one item a retry, not the daemon its life.
-            log.exception("step %s%r failed unexpectedly", fn.__name__, args)
+            log.exception("step %s(%s) failed unexpectedly", fn.__name__,
+                          getattr(item, "id", item))
             if fn is turns.advance:
-                self.release_claim(args[0].id, delay=self.backoff(3))  # type: ignore[attr-defined]
+                self.release_claim(item.id, delay=self.backoff(3))
         finally:
             with self._lock:
                 if uppzy:

@@ -9,13 +9,13 @@ customer message, or answered by an agent meanwhile ends cancelled, with the rea
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, func, or_, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import TextClause, bindparam, text, update
 from sqlmodel import Session, col, select
 
 from adapters.base import Ticket
@@ -36,7 +36,6 @@ from connector.store.db import read_scope, session_scope, write_scope
 from connector.store.models import (
     ACTIVE_TURN_STATES,
     ChatSession,
-    MessageRecord,
     TicketRecord,
     Turn,
     TurnState,
@@ -97,31 +96,30 @@ def advance(engine: Engine, turn: Turn) -> None:
         _post(engine, turn, seen)
 
 
+# Plain SQL on purpose: built with the expression language, this one statement cost more CPU
+# (statement construction and cache-key generation on every call) than the rest of the step.
+_SITUATION = text("""
+SELECT
+  (SELECT t.resolved FROM ticket t WHERE t.adapter = :adapter AND t.external_id = :ticket),
+  (SELECT t.status FROM ticket t WHERE t.adapter = :adapter AND t.external_id = :ticket),
+  EXISTS (SELECT 1 FROM turn n WHERE n.adapter = :adapter AND n.ticket_id = :ticket
+          AND n.id > :turn),
+  EXISTS (SELECT 1 FROM message m WHERE m.adapter = :adapter AND m.ticket_id = :ticket
+          AND m.role = 'agent' AND m.public AND NOT m.ours
+          AND m.id > COALESCE((SELECT q.id FROM message q WHERE q.adapter = :adapter
+                               AND q.external_id = :asked), 0)),
+  EXISTS (SELECT 1 FROM turn o WHERE o.session_id = :session AND o.id <> :turn
+          AND (o.state = :submitted OR (o.state = :queued AND o.id < :turn)))
+""")
+
+
 def _situation(engine: Engine, turn: Turn) -> Situation:
-    asked = aliased(MessageRecord)
-    asked_id = select(asked.id).where(
-        asked.adapter == turn.adapter, asked.external_id == turn.last_message_id,
-    ).scalar_subquery()
-    ticket = (TicketRecord.adapter == turn.adapter) & \
-        (TicketRecord.external_id == turn.ticket_id)
-    query = select(
-        select(TicketRecord.resolved).where(ticket).scalar_subquery(),
-        select(TicketRecord.status).where(ticket).scalar_subquery(),
-        exists().where(Turn.adapter == turn.adapter, Turn.ticket_id == turn.ticket_id,
-                       col(Turn.id) > turn.id),
-        exists().where(
-            MessageRecord.adapter == turn.adapter, MessageRecord.ticket_id == turn.ticket_id,
-            MessageRecord.role == "agent", col(MessageRecord.public), ~col(MessageRecord.ours),
-            col(MessageRecord.id) > func.coalesce(asked_id, 0),
-        ),
-        exists().where(
-            Turn.session_id == turn.session_id, col(Turn.id) != turn.id,
-            or_(Turn.state == TurnState.SUBMITTED,
-                (Turn.state == TurnState.QUEUED) & (col(Turn.id) < turn.id)),
-        ),
-    )
     with read_scope(engine.db) as db:
-        resolved, status, newer, agent, busy = db.execute(query).one()
+        resolved, status, newer, agent, busy = db.execute(_SITUATION, {
+            "adapter": turn.adapter, "ticket": turn.ticket_id, "turn": turn.id,
+            "asked": turn.last_message_id, "session": turn.session_id,
+            "submitted": TurnState.SUBMITTED.value, "queued": TurnState.QUEUED.value,
+        }).one()
     return Situation(bool(resolved), status or "", bool(newer), bool(agent), bool(busy))
 
 
@@ -153,12 +151,27 @@ def _save(
     superseded or cancelled it, and the next step's check sees that.
     """
     with write_scope(engine.db) as db:
-        db.execute(update(Turn).where(col(Turn.id) == turn.id).values(**values))
+        db.execute(_update_turn(frozenset(values)), {**values, "turn_id": turn.id})
         if touch_session_at is not None:
             db.execute(update(ChatSession).where(ChatSession.session_id == turn.session_id)
                        .values(last_customer_at=touch_session_at))
     for key, value in values.items():
         setattr(turn, key, value)
+
+
+@functools.cache
+def _update_turn(columns: frozenset[str]) -> TextClause:
+    """``UPDATE turn SET <columns> WHERE id = :turn_id``, built once per set of columns.
+
+    Typed bind parameters keep the columns' own conversions (datetimes stored as SQLite text,
+    enums as their values); an expression-language UPDATE rebuilt on every step cost several
+    times the statement itself.
+    """
+    table = Turn.__table__  # type: ignore[attr-defined]
+    names = sorted(columns)
+    statement = text(f"UPDATE turn SET {', '.join(f'{c} = :{c}' for c in names)} "
+                     "WHERE id = :turn_id")
+    return statement.bindparams(*(bindparam(c, type_=table.c[c].type) for c in names))
 
 
 def _released(delay: float = 0.0) -> dict[str, Any]:

@@ -60,26 +60,30 @@ def claim_turns(
 
 def claim_tickets(
     db: Session, adapters: list[str], now: datetime, ttl: timedelta, limit: int
-) -> list[tuple[int, int]]:
-    """Lease tickets due for a conversation read: (row id, change_seq) pairs.
+) -> list[TicketRecord]:
+    """Lease tickets due for a conversation read; returns the rows as claimed.
 
     The lease is ``sync_after`` itself: pushed into the future while the read runs, so no other
-    instance (or tick) reads the same ticket meanwhile.
+    instance (or tick) reads the same ticket meanwhile. A read covers the row's ``change_seq``
+    as claimed; a poll that sees a newer change bumps it, and the ticket is read again.
     """
     if not adapters:
         return []
     query = (
-        select(TicketRecord.id, TicketRecord.change_seq)
+        select(TicketRecord)
         .where(col(TicketRecord.needs_sync), TicketRecord.sync_after <= now,
                col(TicketRecord.adapter).in_(adapters))
         .order_by(col(TicketRecord.sync_after))
         .limit(limit)
     )
-    rows = [(i, seq) for i, seq in db.exec(_skip_locked(db, query)).all() if i is not None]
-    if rows:
-        db.execute(update(TicketRecord).where(col(TicketRecord.id).in_([r[0] for r in rows]))
-                   .values(sync_after=now + ttl))
-    return rows
+    records = list(db.exec(_skip_locked(db, query)).all())
+    if records:
+        until = now + ttl
+        db.execute(update(TicketRecord).where(col(TicketRecord.id).in_([r.id for r in records]))
+                   .values(sync_after=until))
+        for record in records:
+            set_committed_value(record, "sync_after", until)
+    return records
 
 
 def hold_adapter(db: Session, adapter: str, owner: str, now: datetime, ttl: timedelta) -> bool:
