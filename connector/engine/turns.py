@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from adapters.base import Ticket
 from connector.engine import render, replies, sessions
-from connector.engine.ingest import cancel, handle_adapter_error
+from connector.engine.ingest import cancel, handle_adapter_error, note_own_post
 from connector.errors import (
     AuthenticationFailed,
     Conflict,
@@ -416,6 +416,7 @@ def _mark_posted(
         row.posted_at = utcnow()
         _release(row)
         db.add(row)
+        note_own_post(db, row.adapter, row.ticket_id, counted=kind == "note" and not reconciled)
     log.info("turn %d posted as %s %s%s", turn.id,
              "fallback" if row.outcome == "fallback" else kind, posted_id,
              " (found from an earlier attempt)" if reconciled else "", extra=turn_fields(row))
