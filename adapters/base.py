@@ -61,6 +61,10 @@ class Ticket:
     channel: str | None = None
     tags: frozenset[str] = field(default_factory=frozenset)
     url: str | None = None
+    message_count: int | None = None
+    """The helpdesk's own count of messages on the ticket, as its change feed reports it (None:
+    the helpdesk gave none). The engine compares it with what it read to skip needless reads, so
+    it must never count fewer things than ``list_messages`` returns for the same ticket."""
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,7 @@ def test_check_reports_each_failure_with_a_safe_reason(
 def test_status_and_db_upgrade_on_a_fresh_database(config_file):
     path = config_file()
     upgrade = connector("db", "upgrade", "--config", str(path))
-    assert upgrade.returncode == 0 and "revision 0004" in upgrade.stdout
+    assert upgrade.returncode == 0 and "revision 0005" in upgrade.stdout
     status = connector("status", "--config", str(path), "--json")
     assert status.returncode == 0
     report = json.loads(status.stdout)

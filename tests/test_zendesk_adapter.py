@@ -260,6 +260,37 @@ def test_malformed_export_items_are_skipped_and_the_rest_kept(
     assert len(caplog.records) == 2 and "secret customer words" not in caplog.text
 
 
+def test_export_side_loads_comment_counts_of_every_comment_or_public_ones_only(
+    sim: ZendeskSimulator, make_adapter: MakeAdapter
+) -> None:
+    customer = sim.add_user("Carla", "end-user")
+    agent = sim.add_user("Al", "agent", email="al@example.com")
+    number = sim.create_ticket(customer, "hi")
+    sim.add_comment(number, agent, "Internal: check the stock.", public=False)
+    adapter = make_adapter(sim)
+    urls = export_urls(adapter)
+    assert [t.message_count for t in adapter.poll_changes(None, LONG_AGO).tickets] == [2]
+    assert query(urls[0])["include"] == ["users,comment_count"]
+    sim.comment_count_public_only = True
+    assert [t.message_count for t in adapter.poll_changes(None, LONG_AGO).tickets] == [1]
+    assert adapter.get_ticket(str(number)).message_count is None  # only the export has it
+
+
+def test_comment_counts_that_are_not_counts_are_unknown(
+    sim: ZendeskSimulator, make_adapter: MakeAdapter
+) -> None:
+    customer = sim.add_user("Carla", "end-user")
+    values: list[Any] = [0, 3, -1, "3", True, 2.5, None]
+    numbers = [sim.create_ticket(customer, "hi") for _ in range(len(values) + 1)]
+    items = [{**sim.ticket_json(n), "comment_count": v}
+             for n, v in zip(numbers[:-1], values, strict=True)]
+    sim.add_fault(Fault(endpoint="incremental_tickets", status=200, body={
+        "tickets": [*items, sim.ticket_json(numbers[-1])], "end_of_stream": True,
+    }))
+    page = make_adapter(sim).poll_changes(None, LONG_AGO)
+    assert [t.message_count for t in page.tickets] == [0, 3, None, None, None, None, None, None]
+
+
 def test_a_page_without_after_cursor_keeps_the_position(
     sim: ZendeskSimulator, make_adapter: MakeAdapter
 ) -> None:

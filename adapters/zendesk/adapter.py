@@ -3,7 +3,8 @@
 Zendesk has no draft API, so our answer goes in as a private comment (``public: false``) that an
 agent copies or turns into a reply. Changes come from the cursor-based incremental ticket export:
 one ``start_time`` request ever, then ``cursor`` only, because restarting from a time skips or
-repeats tickets. Comments are not in the export, so the engine reads them per changed ticket.
+repeats tickets. Comments are not in the export, so the engine reads them per changed ticket;
+the export's ``comment_count`` side-load lets it skip a ticket whose count it already knows.
 """
 
 from __future__ import annotations
@@ -130,7 +131,10 @@ class ZendeskAdapter(Adapter):
         a first answer without one then repeats the first request instead of restarting from a
         later time and losing what happened in between.
         """
-        params: dict[str, Any] = {"per_page": self.settings.page_size, "include": "users"}
+        # ``comment_count`` lets the engine skip re-reading a ticket that only our note changed.
+        params: dict[str, Any] = {
+            "per_page": self.settings.page_size, "include": "users,comment_count",
+        }
         if cursor and not cursor.startswith(START_PREFIX):
             params["cursor"] = cursor
         else:
@@ -228,6 +232,7 @@ class ZendeskAdapter(Adapter):
         requester_id = numeric_id(raw.get("requester_id"))
         tags = raw.get("tags")
         channel = as_dict(raw.get("via")).get("channel")
+        count = raw.get("comment_count")
         return Ticket(
             external_id=ticket_id,
             status=status,
@@ -240,6 +245,8 @@ class ZendeskAdapter(Adapter):
             tags=frozenset(t for t in tags if isinstance(t, str))
             if isinstance(tags, list) else frozenset(),
             url=f"{self.settings.url}/agent/tickets/{ticket_id}",
+            message_count=count if isinstance(count, int) and not isinstance(count, bool)
+            and count >= 0 else None,
         )
 
     def _resolved(self, status: str, custom_status_id: Any) -> bool:

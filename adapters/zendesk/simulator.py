@@ -123,6 +123,9 @@ class ZendeskSimulator(Simulator):
     ``exclude_newest``: seconds of newest changes the export leaves out (Zendesk: 60).
     ``rate_limit``: requests per minute before 429 with ``Retry-After`` (None: unlimited).
     ``custom_statuses``: False answers ``custom_statuses`` with 403, as an account without them.
+    ``comment_count_public_only``: the export's ``comment_count`` side-load counts public comments
+    only (default: every comment). Which one real Zendesk does is not confirmed, so the engine
+    must be right under both.
     A bot agent with the given e-mail, API token and OAuth access token exists from the start.
     """
 
@@ -141,6 +144,7 @@ class ZendeskSimulator(Simulator):
         exclude_newest: float = 60.0,
         rate_limit: int | None = None,
         custom_statuses: bool = True,
+        comment_count_public_only: bool = False,
         bot_email: str = "bot@example.com",
         api_token: str = "zd-token",
         access_token: str = "zd-oauth",
@@ -149,6 +153,7 @@ class ZendeskSimulator(Simulator):
         self.exclude_newest = exclude_newest
         self.rate_limit = rate_limit
         self.custom_statuses_enabled = custom_statuses
+        self.comment_count_public_only = comment_count_public_only
         self._ids = itertools.count(1001)
         self._ticket_ids = itertools.count(1)
         self._last_stamp = 0
@@ -441,6 +446,9 @@ class ZendeskSimulator(Simulator):
                 "before_cursor": None,
                 "end_of_stream": len(rows) <= len(page),
             }
+            if "comment_count" in (request.arg("include") or "").split(","):
+                for item, ticket in zip(body["tickets"], page, strict=True):
+                    item["comment_count"] = self._comment_count(ticket)
             self._side_load(request, body, [t.requester_id for t in page])
             return SimResponse(200, body)
 
@@ -519,6 +527,11 @@ class ZendeskSimulator(Simulator):
     def _touch(self, ticket: _Ticket) -> None:
         ticket.stamp = self._stamp()
         ticket.updated_at = _iso(ticket.stamp)
+
+    def _comment_count(self, ticket: _Ticket) -> int:
+        if self.comment_count_public_only:
+            return sum(1 for c in ticket.comments if c.public)
+        return len(ticket.comments)
 
     def _refuse_ticket(self, ticket_id: int) -> SimResponse | None:
         """The 404 or 403 that a missing, deleted or restricted ticket gets, else None."""

@@ -577,6 +577,7 @@ def _ticket_record(db: Session, adapter: str, ticket: Ticket) -> TicketRecord:
     record.requester_key = sessions.requester_key(
         ticket.requester_email, ticket.requester_id) or record.requester_key
     record.remote_updated_at = ticket.updated_at
+    record.known_messages = None  # backfill reads without counting: unsure until a live read
     db.add(record)
     return record
 

@@ -11,7 +11,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import update
+from sqlalchemy import Connection, text, update
 from sqlmodel import Session, col, select
 
 from adapters.base import Message, Role, Ticket
@@ -113,8 +113,10 @@ def poll_adapter(engine: Engine, name: str) -> int:
             engine.emit("poll_failed", adapter=name, error=type(exc).__name__)
             return marked
         with session_scope(engine.db) as db:
+            records = _ticket_rows(db, name, [t.external_id for t in page.tickets])
+            trusted = name in engine.counts_private
             for ticket in page.tickets:
-                marked += _mark_changed(db, name, ticket)
+                marked += _mark_changed(db, name, ticket, records, counts_trusted=trusted)
             state = adapter_state(db, name)
             now = utcnow()
             if page.cursor != state.cursor:
@@ -133,25 +135,66 @@ def poll_adapter(engine: Engine, name: str) -> int:
     return marked
 
 
-def _mark_changed(db: Session, adapter: str, ticket: Ticket) -> int:
-    """Upsert the ticket and mark it for a conversation read.
+def _ticket_rows(db: Session, adapter: str, ids: list[str]) -> dict[str, TicketRecord]:
+    """The stored rows of a feed page's tickets, by external id: one query per 500 tickets."""
+    rows: dict[str, TicketRecord] = {}
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), 500):
+        for record in db.exec(select(TicketRecord).where(
+            TicketRecord.adapter == adapter,
+            col(TicketRecord.external_id).in_(unique[start:start + 500]),
+        )):
+            rows[record.external_id] = record
+    return rows
 
-    Every report is re-read: helpdesk timestamps have one-second resolution, so "same
-    updated_at" does not prove that nothing was added (two messages can share a second).
+
+def _mark_changed(
+    db: Session, adapter: str, ticket: Ticket, records: dict[str, TicketRecord], *,
+    counts_trusted: bool = False,
+) -> int:
+    """Upsert the ticket and mark it for a conversation read, unless the report proves that
+    nothing we have not seen was added; returns 1 when marked.
+
+    Times cannot prove that: helpdesk timestamps have one-second resolution, so "same
+    updated_at" says nothing about a message written in the same second as the last one we
+    read. A count can: messages are only ever added (Zendesk redacts, it never removes), so a
+    reported count equal to the number we know of means no message came that we have not read,
+    however close together they were written. That is why the read is skipped only when all of
+    these hold, and any doubt means a read as before:
+
+    - the report has a count, and it equals ``known_messages`` (None, our "unsure", never does);
+    - ``resolved`` and the tags are unchanged, since those start work of their own (closing the
+      session, collecting feedback) that only a read does;
+    - the row is not already due for a read: a pending read must still happen;
+    - ``counts_trusted``: the helpdesk's count has been seen to include private messages (see
+      ``_count_read``). Our own post is a private note; were it not counted, "known" (which
+      counts it) would run one ahead of the report, and the customer's next message would make
+      the two equal and go unread.
+
+    The state, tags and count are stored on every report, read or not.
     """
-    record = db.exec(select(TicketRecord).where(
-        TicketRecord.adapter == adapter, TicketRecord.external_id == ticket.external_id
-    )).first()
+    record = records.get(ticket.external_id)
     tags = " ".join(sorted(ticket.tags))
     key = sessions.requester_key(ticket.requester_email, ticket.requester_id)
     if record is None:
         record = TicketRecord(adapter=adapter, external_id=ticket.external_id)
+        records[ticket.external_id] = record  # a page may name a ticket twice
+    nothing_new = (
+        counts_trusted and ticket.message_count is not None
+        and ticket.message_count == record.known_messages
+        and ticket.resolved == record.resolved and tags == record.tags
+        and not record.needs_sync
+    )
     record.status = ticket.status
     record.resolved = ticket.resolved
     record.tags = tags
     record.channel = ticket.channel
     record.requester_key = key or record.requester_key
     record.remote_updated_at = ticket.updated_at
+    record.reported_messages = ticket.message_count
+    if nothing_new:
+        db.add(record)
+        return 0
     if not record.needs_sync:
         record.sync_after = utcnow()
     record.needs_sync = True
@@ -171,7 +214,26 @@ def mark_ticket(engine: Engine, adapter: str, ticket_id: str) -> None:
         record.needs_sync = True
         record.sync_after = utcnow()
         record.change_seq += 1
+        record.known_messages = None  # unsure until the read: the next report reads again
         db.add(record)
+
+
+_COUNT_OWN_POST = text("UPDATE ticket SET known_messages = known_messages + 1 "
+                       "WHERE adapter = :adapter AND external_id = :ticket")
+_FORGET_COUNT = text("UPDATE ticket SET known_messages = NULL "
+                     "WHERE adapter = :adapter AND external_id = :ticket")
+
+
+def note_own_post(db: Connection, adapter: str, ticket_id: str, *, counted: bool) -> None:
+    """Our post is one more message on the ticket: count it, so that the report our post itself
+    causes in the change feed needs no read. Runs in the transaction that records the post.
+
+    ``counted=False`` (a post found again by its marker after a crash, or a real draft, which a
+    helpdesk may not count as a message) makes the count unknown instead: a wrong "known" that
+    runs ahead of the helpdesk's count would hide the customer's next message.
+    """
+    db.execute(_COUNT_OWN_POST if counted else _FORGET_COUNT,
+               {"adapter": adapter, "ticket": ticket_id})
 
 
 def claim_tickets(engine: Engine, db: Session, limit: int) -> list[TicketRecord]:
@@ -219,12 +281,44 @@ def sync_ticket(engine: Engine, claimed: TicketRecord) -> None:
                 ticket.requester_email, ticket.requester_id
             )
         apply_conversation(engine, db, record, messages)
+        _count_read(engine, db, record, messages, seq)
         record.needs_sync = record.change_seq != seq
         record.sync_after = utcnow()
         record.sync_attempts = 0
         record.sync_error = None
         record.synced_at = utcnow()
         db.add(record)
+
+
+def _count_read(
+    engine: Engine, db: Session, record: TicketRecord, messages: list[Message], seq: int
+) -> None:
+    """After a read: calibrate the adapter's count, and remember how many messages we read.
+
+    Calibration: nobody documents whether Zendesk's ``comment_count`` includes private comments,
+    and if it did not, trusting it would lose messages (see ``_mark_changed``). A read settles it:
+    a count that covers public messages only is smaller than the total whenever one of them is
+    private, and messages only ever get added, so a reported count (taken before this read) equal
+    to everything read, private messages among it, can only come from a count of every message.
+    Until one read shows that, every report is read as before.
+
+    ``known_messages`` stays unknown (None) while one of our posts on the ticket is under way:
+    this read may or may not contain it, and the +1 that recording the post adds
+    (``note_own_post``) would then count it twice. Adapters that report no count skip all this.
+    """
+    if record.reported_messages is None:
+        record.known_messages = None
+        return
+    if record.adapter not in engine.counts_private and record.change_seq == seq and \
+            record.reported_messages == len(messages) and not all(m.public for m in messages):
+        engine.counts_private.add(record.adapter)
+        log.info("adapter %s: its message counts include private messages; a ticket whose count "
+                 "is unchanged is no longer re-read", record.adapter)
+    posting = db.exec(select(Turn.id).where(
+        Turn.adapter == record.adapter, Turn.ticket_id == record.external_id,
+        Turn.state == TurnState.POSTING,
+    )).first()
+    record.known_messages = None if posting is not None else len(messages)
 
 
 def _as_ticket(record: TicketRecord) -> Ticket:

@@ -70,6 +70,9 @@ class Engine:
             sync_read_timeout=u.answer_timeout,
         )
         self.estimator = AnswerTimeEstimator(default_first_poll=min(u.poll_interval, 2.0))
+        # Adapters whose change feed's message counts were seen to include private messages;
+        # only theirs are trusted to skip a read (``ingest._count_read``). Relearned after a start.
+        self.counts_private: set[str] = set()
         self.fatal: UppzyAccessError | None = None
         self._uppzy_verified = False
         self.epochs: dict[str, datetime] = {}  # per adapter; see ingest._epoch

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import TextClause, bindparam, text, update
+from sqlalchemy import Connection, TextClause, bindparam, text, update
 from sqlmodel import Session, col, select
 
 from adapters.base import Ticket
 from connector.engine import render, replies, sessions
-from connector.engine.ingest import cancelled, handle_adapter_error
+from connector.engine.ingest import cancelled, handle_adapter_error, note_own_post
 from connector.errors import (
     AuthenticationFailed,
     Conflict,
@@ -143,7 +144,8 @@ def _why_not_now(turn: Turn, seen: Situation, shadow: bool) -> str | None:
 
 
 def _save(
-    engine: Engine, turn: Turn, values: dict[str, Any], *, touch_session_at: datetime | None = None
+    engine: Engine, turn: Turn, values: dict[str, Any], *, touch_session_at: datetime | None = None,
+    also: Callable[[Connection], None] | None = None,
 ) -> None:
     """Write a step's outcome in one short transaction and mirror it on the claimed row.
 
@@ -155,6 +157,8 @@ def _save(
         if touch_session_at is not None:
             db.execute(update(ChatSession).where(ChatSession.session_id == turn.session_id)
                        .values(last_customer_at=touch_session_at))
+        if also is not None:
+            also(db)
     for key, value in values.items():
         setattr(turn, key, value)
 
@@ -413,7 +417,9 @@ def _mark_posted(
     engine: Engine, turn: Turn, posted_id: str, *, kind: str = "note", reconciled: bool = False
 ) -> None:
     _save(engine, turn, {"state": TurnState.POSTED, "posted_id": posted_id,
-                         "posted_at": utcnow(), **_released()})
+                         "posted_at": utcnow(), **_released()},
+          also=lambda db: note_own_post(db, turn.adapter, turn.ticket_id,
+                                        counted=kind == "note" and not reconciled))
     log.info("turn %d posted as %s %s%s", turn.id,
              "fallback" if turn.outcome == "fallback" else kind, posted_id,
              " (found from an earlier attempt)" if reconciled else "", extra=turn_fields(turn))

@@ -78,6 +78,11 @@ class TicketRecord(SQLModel, table=True):
     sync_attempts: int = 0
     sync_error: str | None = None
     session_seq: int = 1
+    # The helpdesk's message count in the latest change-feed report (None: it gave none), and how
+    # many messages we know are on the ticket (None: unsure). Equal counts let a report of a
+    # ticket that only our own post changed go without a re-read; see ingest._mark_changed.
+    reported_messages: int | None = None
+    known_messages: int | None = None
     first_seen_at: datetime = Field(default_factory=utcnow)
     synced_at: datetime | None = None
 
