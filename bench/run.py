@@ -179,7 +179,8 @@ def daemon_config(args: argparse.Namespace, zendesk: SimProcess, uppzy: SimProce
                   db: Path) -> dict[str, Any]:
     return {
         "uppzy": {"base_url": uppzy.base_url, "api_key": API_KEY, "site_id": "site-1",
-                  "poll_interval": args.uppzy_poll, "answer_timeout": args.answer_timeout},
+                  "poll_interval": args.uppzy_poll, "answer_timeout": args.answer_timeout,
+                  "mode": args.uppzy_mode, "sync_concurrency": args.sync_concurrency},
         "database": {"url": f"sqlite:///{db}"},
         "engine": {"workers": args.workers, "tick": args.tick, "batch_size": args.batch_size},
         "ops": {"listen": "127.0.0.1:0"},  # never collide with a daemon already on 9464
@@ -446,6 +447,10 @@ def main() -> None:
     parser.add_argument("--adapter-poll", default="1s", help="the adapter's poll_interval")
     parser.add_argument("--uppzy-poll", default="2.5s", help="uppzy.poll_interval")
     parser.add_argument("--answer-timeout", default="2m", help="uppzy.answer_timeout")
+    parser.add_argument("--uppzy-mode", default="async", choices=("async", "sync"),
+                        help="uppzy.mode")
+    parser.add_argument("--sync-concurrency", type=int, default=32,
+                        help="uppzy.sync_concurrency (sync mode)")
     parser.add_argument("--log-level", default="info", help="the daemon's --log-level")
     parser.add_argument("--idle", type=float, default=2.0,
                         help="seconds of idle CPU measured before seeding")

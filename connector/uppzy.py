@@ -67,13 +67,14 @@ class UppzyClient:
         retry: RetryPolicy | None = None,
         observer: CallObserver | None = None,
         sync_read_timeout: float = 90.0,
+        pool_size: int = 16,
     ) -> None:
         register_secret(api_key)
         # Sync chat is documented at 5-60 s; the default read timeout is sized for quick calls.
         self.sync_read_timeout = sync_read_timeout
         self.http = HttpClient(
             base_url, name="uppzy", timeouts=timeouts, retry=retry,
-            headers={"X-API-Key": api_key}, observer=observer,
+            headers={"X-API-Key": api_key}, observer=observer, pool_size=pool_size,
         )
 
     def close(self) -> None:

@@ -161,6 +161,28 @@ def test_sigterm_during_a_busy_run_exits_zero_quickly(
     assert time.monotonic() - started < 10
 
 
+def test_sigterm_while_sync_chats_wait_exits_and_the_questions_are_asked_again(
+    config_file, zendesk: ZendeskSimulator, uppzy: UppzySimulator, tmp_path: Path
+):
+    """Sync chats wait on threads of their own: a stop must not wait for their answers, and
+    the questions they carried are asked again after the restart, each drafted once."""
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    first = zendesk.create_ticket(customer, "Sync first")  # its answer verifies the key
+    config = config_file(uppzy={"mode": "sync", "answer_timeout": "90s"})
+    proc = start_daemon(config, tmp_path / "daemon.log")
+    wait_for(lambda: notes(zendesk)[first] == 1, 30, "the first draft")
+    uppzy.sync_latency = 60.0
+    tickets = [zendesk.create_ticket(customer, f"Sync {i}") for i in range(10)]
+    wait_for(lambda: len(uppzy.requests_for()) >= 11, 30, "sync chats waiting")
+    assert stop(proc, signal.SIGTERM, timeout=15) == 0
+    assert sum(notes(zendesk).values()) == 1
+    uppzy.sync_latency = 0.0
+    proc = start_daemon(config, tmp_path / "daemon2.log")
+    wait_for(lambda: all(notes(zendesk)[t] == 1 for t in tickets), 60, "every ticket drafted")
+    assert stop(proc, signal.SIGTERM) == 0
+    assert max(notes(zendesk).values()) == 1
+
+
 def test_rejected_api_key_stops_with_exit_3_and_no_retry_storm(
     config_file, zendesk: ZendeskSimulator, uppzy: UppzySimulator, tmp_path: Path
 ):

@@ -219,6 +219,25 @@ def test_sync_mode_and_its_fallback_on_timeout(
     assert failed.outcome == "fallback" and "read timeout" in (failed.reason or "")
 
 
+def test_sync_chats_wait_in_slots_of_their_own_not_in_workers(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
+):
+    """A sync chat holds its call for the whole answer time: with two workers, twelve questions
+    answered in one second each must still be asked together, and nothing is polled."""
+    uppzy.sync_latency = 1.0
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tickets = [zendesk.create_ticket(customer, f"Sync question {n}") for n in range(12)]
+    engine = make_engine(uppzy={"mode": "sync", "sync_concurrency": 12},
+                         engine={"workers": 2})
+    assert engine.run_once()
+    assert all(notes_per_ticket(zendesk)[t] == 1 for t in tickets)
+    assert uppzy.call_count("chat") == 12
+    assert uppzy.call_count("chat_async") == 0 and uppzy.call_count("chat_status") == 0
+    spans = [(r["created_at"], r["completed_at"]) for r in uppzy.requests_for()]
+    most_at_once = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+    assert most_at_once > 2 * 2  # well beyond what two workers could hold
+
+
 def test_post_whose_response_was_lost_is_found_not_repeated(
     make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
 ):

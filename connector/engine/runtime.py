@@ -39,6 +39,7 @@ from connector.store.models import (
     Feedback,
     TicketRecord,
     Turn,
+    TurnState,
     utcnow,
 )
 from connector.uppzy import UppzyClient
@@ -68,6 +69,7 @@ class Engine:
             retry=RetryPolicy(attempts=3, max_inline_wait=2.0),
             observer=self._observe_http,
             sync_read_timeout=u.answer_timeout,
+            pool_size=config.engine.workers + (u.sync_concurrency if u.mode == "sync" else 0),
         )
         self.estimator = AnswerTimeEstimator(default_first_poll=min(u.poll_interval, 2.0))
         # Adapters whose change feed's message counts were seen to include private messages;
@@ -77,6 +79,9 @@ class Engine:
         self._uppzy_verified = False
         self.epochs: dict[str, datetime] = {}  # per adapter; see ingest._epoch
         self._backlog: deque[tuple[Callable[..., None], Any, bool]] = deque()
+        self._sync_backlog: deque[Turn] = deque()  # questions waiting for a sync-chat slot
+        self._sync_slots = u.sync_concurrency if u.mode == "sync" else 0
+        self._waiting = 0  # sync chats in flight
         self._pool = ThreadPoolExecutor(max_workers=config.engine.workers,
                                         thread_name_prefix="step")
         self._lock = threading.Lock()
@@ -125,17 +130,18 @@ class Engine:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             with self._lock:
-                if not self._running:
+                if not self._running and not self._waiting:
                     break
             time.sleep(0.05)
         with self._lock:
-            left = self._running
+            left = self._running + self._waiting
         if left:
             log.warning("%d step(s) still waiting on a remote call; they resume after restart",
                         left)
         with self._dispatch_lock:
             waiting = [item.id for fn, item, _ in self._backlog if fn is ingest.sync_ticket]
             self._backlog.clear()
+            self._sync_backlog.clear()  # their claims go with release_all below
         with session_scope(self.db) as db:
             claims.release_all(db, self.instance_id)
             if waiting:  # claimed reads never started: due again now, for any instance
@@ -186,37 +192,53 @@ class Engine:
         at a time, so the count of free workers and the one-probe rule below hold. One claim
         transaction takes up to ``batch_size`` items into a local backlog that later calls
         drain first: a worker finishing a step then starts the next without a database round
-        trip, and claims stop competing with the steps for SQLite's write lock.
+        trip, and claims stop competing with the steps for SQLite's write lock. In sync mode,
+        questions go to waiting slots of their own (``uppzy.sync_concurrency``), so the 5-60 s
+        a sync chat takes never holds a worker.
         """
         with self._dispatch_lock:
             if self.fatal is not None:
                 return 0
             with self._lock:
                 free = self.config.engine.workers - self._running
-            if free <= 0:
-                return 0
-            if not self._backlog:
-                self._claim()
+                slots = self._sync_slots - self._waiting
+            work = free > 0 and not self._backlog
+            asks = max(0, slots - len(self._sync_backlog)) if self._sync_slots else 0
+            if work or asks:
+                self._claim(work, asks)
             started = 0
-            while started < free and self._backlog:
+            while free > 0 and self._backlog:
                 fn, item, uppzy = self._backlog.popleft()
                 self._start(fn, item, uppzy=uppzy)
                 started += 1
+                free -= 1
+            while slots > 0 and self._sync_backlog:
+                self._start(turns.advance, self._sync_backlog.popleft(), uppzy=True, wait=True)
+                started += 1
+                slots -= 1
             return started
 
-    def _claim(self) -> None:
-        """Claim due reads and turns into the backlog, alternating so neither starves."""
+    def _claim(self, work: bool, asks: int) -> None:
+        """Claim due reads and turns into the backlog, alternating so neither starves; in sync
+        mode, questions only as many as there are free waiting slots."""
         limit = self.config.engine.batch_size
+        sync = self._sync_slots > 0
         with session_scope(self.db) as db:
-            tickets = ingest.claim_tickets(self, db, limit)
-            if self._uppzy_verified:
-                due = turns.claim_turns(self, db, limit)
-            else:
+            tickets = ingest.claim_tickets(self, db, limit) if work else []
+            if not self._uppzy_verified:
                 # Until one Uppzy call succeeded, a rejected key must cost one call, not a
                 # burst.
                 with self._lock:
                     probing = self._uppzy_steps > 0
-                due = [] if probing else turns.claim_turns(self, db, 1)
+                due = [] if probing or not (work or asks) else turns.claim_turns(self, db, 1)
+            else:
+                due = turns.claim_turns(self, db, limit, queued=False if sync else None) \
+                    if work else []
+                if asks:
+                    due += turns.claim_turns(self, db, asks, queued=True)
+        if sync:
+            self._sync_backlog.extend(t for t in due if t.state == TurnState.QUEUED)
+            due = [t for t in due if t.state != TurnState.QUEUED]
         steps: list[tuple[Callable[..., None], Any, bool]] = []
         for n in range(max(len(tickets), len(due))):
             if n < len(due):
@@ -289,7 +311,7 @@ class Engine:
     def busy(self) -> bool:
         """Whether anything is still running or due soon (``run --once`` waits for this)."""
         with self._lock:
-            if self._running or self._backlog:
+            if self._running or self._waiting or self._backlog or self._sync_backlog:
                 return True
         with session_scope(self.db) as db:
             active = db.exec(select(func.count()).select_from(Turn).where(
@@ -306,20 +328,39 @@ class Engine:
             return False  # only paused adapters' tickets are left; they wait for a human
         return bool(active or syncing or closing or feedback)
 
-    def _start(self, fn: Callable[..., None], item: Any, uppzy: bool = False) -> None:
+    def _start(self, fn: Callable[..., None], item: Any, uppzy: bool = False,
+               wait: bool = False) -> None:
+        """Run one step on the pool, or (``wait``: a sync chat) on a waiting thread of its own.
+
+        Waiting threads are daemons: at a stop the process does not wait up to a minute for an
+        answer; that question stays queued and is asked again after the restart.
+        """
         with self._lock:
             if uppzy:
                 self._uppzy_steps += 1
-            self._running += 1
+            if wait:
+                self._waiting += 1
+            else:
+                self._running += 1
         try:
-            self._pool.submit(self._guarded, fn, item, uppzy)
-        except RuntimeError:  # the pool is shutting down; the row stays due for next start
-            with self._lock:
-                self._running -= 1
-                if uppzy:
-                    self._uppzy_steps -= 1
+            if wait:
+                threading.Thread(target=self._guarded, args=(fn, item, uppzy, wait),
+                                 name="sync-chat", daemon=True).start()
+            else:
+                self._pool.submit(self._guarded, fn, item, uppzy, wait)
+        except RuntimeError:  # shutting down; the row stays due for the next start
+            self._finished(uppzy, wait)
 
-    def _guarded(self, fn: Callable[..., None], item: Any, uppzy: bool) -> None:
+    def _finished(self, uppzy: bool, wait: bool) -> None:
+        with self._lock:
+            if uppzy:
+                self._uppzy_steps -= 1
+            if wait:
+                self._waiting -= 1
+            else:
+                self._running -= 1
+
+    def _guarded(self, fn: Callable[..., None], item: Any, uppzy: bool, wait: bool) -> None:
         try:
             fn(self, item)
         except UppzyAccessError as exc:
@@ -331,10 +372,7 @@ class Engine:
             if fn is turns.advance:
                 self.release_claim(item.id, delay=self.backoff(3))
         finally:
-            with self._lock:
-                if uppzy:
-                    self._uppzy_steps -= 1
-                self._running -= 1
+            self._finished(uppzy, wait)
         if not self._stopping:
             # Work-conserving: a freed worker takes the next due item now, not at the next tick
             # (with a 0.5 s tick, 8 workers would otherwise idle between ticks).

@@ -54,9 +54,12 @@ class UppzyAccessError(Exception):
     """Uppzy refused our key or plan: nothing will work until a human fixes the config."""
 
 
-def claim_turns(engine: Engine, db: Session, limit: int) -> list[Turn]:
+def claim_turns(
+    engine: Engine, db: Session, limit: int, *, queued: bool | None = None
+) -> list[Turn]:
     """Lease due turns to this instance; the heartbeat keeps the lease while a step runs."""
-    return claims.claim_turns(db, engine.instance_id, utcnow(), engine.lease_ttl, limit)
+    return claims.claim_turns(db, engine.instance_id, utcnow(), engine.lease_ttl, limit,
+                              queued=queued)
 
 
 @dataclass(frozen=True)

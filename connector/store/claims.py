@@ -19,7 +19,13 @@ from sqlalchemy import Engine, or_, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from connector.store.models import ACTIVE_TURN_STATES, AdapterState, TicketRecord, Turn
+from connector.store.models import (
+    ACTIVE_TURN_STATES,
+    AdapterState,
+    TicketRecord,
+    Turn,
+    TurnState,
+)
 
 
 class InstanceConflict(Exception):
@@ -33,14 +39,18 @@ def _skip_locked(db: Session, query):  # type: ignore[no-untyped-def]
 
 
 def claim_turns(
-    db: Session, owner: str, now: datetime, ttl: timedelta, limit: int
+    db: Session, owner: str, now: datetime, ttl: timedelta, limit: int, *,
+    queued: bool | None = None,
 ) -> list[Turn]:
     """Lease up to ``limit`` due turns to ``owner``, oldest due first; returns the rows as
-    claimed, so a step starts from them without reading its turn again."""
+    claimed, so a step starts from them without reading its turn again. ``queued``: only turns
+    still to be asked (True), or only the others (False)."""
+    states = [s for s in ACTIVE_TURN_STATES
+              if queued is None or (s == TurnState.QUEUED) == queued]
     query = (
         select(Turn)
         .where(
-            col(Turn.state).in_(ACTIVE_TURN_STATES),
+            col(Turn.state).in_(states),
             Turn.next_attempt_at <= now,
             or_(col(Turn.claim_until).is_(None), col(Turn.claim_until) < now),
         )
