@@ -91,6 +91,7 @@ def main() -> None:
             event.remove(engine.db, "before_cursor_execute", on_statement)
             event.remove(engine.db, "begin", on_begin)
             posted = len(zendesk.notes_by(zendesk.bot_user_id)) - warm
+            reads = sum(1 for c in zendesk.calls if c.endpoint == "ticket_comments") - warm * 2
             engine.shutdown(grace=2)
             engine.db.dispose()
     finally:
@@ -100,6 +101,7 @@ def main() -> None:
     print(f"notes posted: {posted} of {args.tickets}")
     print(f"statements per message: {sum(statements.values()) / per:.1f}")
     print(f"transactions per message: {transactions[0] / per:.1f}")
+    print(f"conversation reads per message: {reads / per:.2f}")
     print(f"process CPU per message (simulators included): {cpu / per * 1000:.2f} ms; "
           f"wall {wall:.1f} s")
     if args.by_caller:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from adapters.zendesk.simulator import ZendeskSimulator
+from connector.sandbox.server import Call, Simulator
 from connector.sandbox.uppzy_sim import UppzySimulator
+
+T = TypeVar("T")
 
 API_KEY = "uppzy-test-key-5f1c9e"
 ZD_TOKEN = "zd-api-token-77aa31"
@@ -33,3 +37,30 @@ def config_dict(
     }
     data.update(overrides)
     return data
+
+
+class SeenCalls(Sequence[T]):
+    """What a simulator received from now on, for the calls ``keep`` picks, as ``view`` shows
+    each: read live, so a test takes it before the calls and asserts after them. Seen at the
+    server, so it is what the client really sent."""
+
+    def __init__(self, sim: Simulator, keep: Callable[[Call], bool],
+                 view: Callable[[Call], T]) -> None:
+        self._sim, self._keep, self._view = sim, keep, view
+        with sim.lock:
+            self._start = len(sim.calls)
+
+    def _items(self) -> list[T]:
+        with self._sim.lock:
+            calls = self._sim.calls[self._start:]
+        return [self._view(c) for c in calls if self._keep(c)]
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[T]: ...
+    def __getitem__(self, index: int | slice) -> T | Sequence[T]:
+        return self._items()[index]
+
+    def __len__(self) -> int:
+        return len(self._items())

@@ -8,11 +8,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 from pydantic import ValidationError
+from support import SeenCalls
 
 from adapters.base import ChangePage, Role
 from adapters.freshdesk import FreshdeskAdapter, FreshdeskSettings
@@ -62,19 +62,15 @@ def make_adapter() -> Iterator[MakeAdapter]:
         adapter.close()
 
 
-def list_queries(adapter: FreshdeskAdapter, view: str | None = None) -> list[dict[str, list[str]]]:
+def list_queries(sim: FreshdeskSimulator, view: str | None = None
+                 ) -> SeenCalls[dict[str, list[str]]]:
     """The query of every ticket-list request the adapter really sent for ``view`` (None: the
-    plain list; "deleted"/"spam": the sweep)."""
-    queries: list[dict[str, list[str]]] = []
-
-    def seen(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        url = response.request.url or ""
-        query = parse_qs(urlsplit(url).query)
-        if urlsplit(url).path == "/api/v2/tickets" and query.get("filter", [None])[0] == view:
-            queries.append(query)
-
-    adapter.http.session.hooks["response"].append(seen)
-    return queries
+    plain list; "deleted"/"spam": the sweep), as the simulator received it."""
+    return SeenCalls(
+        sim, lambda call: call.path == "/api/v2/tickets"
+        and call.query.get("filter", [None])[0] == view,
+        lambda call: call.query,
+    )
 
 
 def walk(adapter: FreshdeskAdapter, cursor: str | None) -> tuple[list[ChangePage], str]:
@@ -145,7 +141,7 @@ def test_first_poll_sends_updated_since_so_old_tickets_are_not_missed(
     assert api_get(sim, "/api/v2/tickets").json() == []
 
     adapter = make_adapter(sim)
-    queries = list_queries(adapter)
+    queries = list_queries(sim)
     page = adapter.poll_changes(None, old - timedelta(days=1))
     assert ids([page]) == [ticket]
     assert queries[0]["updated_since"] == [(old - timedelta(days=1)).strftime(
@@ -163,7 +159,7 @@ def test_walk_re_anchors_and_misses_nothing_when_tickets_move_mid_walk(
         sim.freeze_time(start + timedelta(seconds=n))
         tickets.append(str(sim.create_ticket(customer, f"question {n}")))
     adapter = make_adapter(sim, page_size=3)
-    queries = list_queries(adapter)
+    queries = list_queries(sim)
 
     first = adapter.poll_changes(None, start - timedelta(minutes=1))
     assert ids([first]) == tickets[:3] and first.more
@@ -193,7 +189,7 @@ def test_a_run_of_tickets_in_one_second_is_walked_by_page_without_repeats(
     sim.freeze_time(moment)
     burst = [str(sim.create_ticket(customer, f"bulk import {n}")) for n in range(5)]
     adapter = make_adapter(sim, page_size=2)
-    queries = list_queries(adapter)
+    queries = list_queries(sim)
 
     pages, cursor = walk(adapter, None)
     assert ids(pages) == [earlier, *burst]
@@ -275,7 +271,7 @@ def test_spam_and_deleted_tickets_are_reported_once_by_the_sweep_as_resolved(
     assert [t["id"] for t in api_get(sim, "/api/v2/tickets", updated_since="2024-01-01").json()
             ] == [kept]  # the plain list leaves spam and trash out
     adapter = make_adapter(sim, removed_check_interval="1h")
-    views = [list_queries(adapter, view) for view in ("deleted", "spam")]
+    views = [list_queries(sim, view) for view in ("deleted", "spam")]
 
     pages, cursor = walk(adapter, None)
     state = {t.external_id: t.resolved for page in pages for t in page.tickets}

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from pydantic import ValidationError
+from support import SeenCalls
 
 from adapters.base import ChangePage, Role, Ticket
 from adapters.helpscout import HelpScoutAdapter, HelpScoutSettings
@@ -70,16 +71,9 @@ def agent(sim: HelpScoutSimulator) -> int:
     return sim.add_user("Alex", "Agent", email="alex@example.com")
 
 
-def list_urls(adapter: HelpScoutAdapter) -> list[str]:
-    """Every conversation-list URL the adapter really requested, seen on its HTTP session."""
-    urls: list[str] = []
-
-    def seen(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        if urlsplit(response.request.url).path == "/v2/conversations":
-            urls.append(response.request.url)
-
-    adapter.http.session.hooks["response"].append(seen)
-    return urls
+def list_urls(sim: HelpScoutSimulator) -> SeenCalls[str]:
+    """Every conversation-list URL the adapter really requested, as the simulator received it."""
+    return SeenCalls(sim, lambda call: call.path == "/v2/conversations", lambda call: call.url)
 
 
 def query(url: str) -> dict[str, str]:
@@ -196,7 +190,7 @@ def test_poll_asks_for_every_status_and_reports_resolution(
     assert [c["id"] for c in default_list["_embedded"]["conversations"]] == [active]
 
     adapter = make_adapter(sim)
-    urls = list_urls(adapter)
+    urls = list_urls(sim)
     pages, _ = walk(adapter, None)
     resolved = {t.external_id: t.resolved for page in pages for t in page.tickets}
     assert resolved == {str(active): False, str(pending): False, str(closed): True,
@@ -212,7 +206,7 @@ def test_walk_across_pages_misses_nothing_while_conversations_change(
         customer = sim.add_customer("Carla")
         conversations = [str(sim.create_conversation(customer, f"q{n}")) for n in range(8)]
         adapter = make_adapter(sim)
-        urls = list_urls(adapter)
+        urls = list_urls(sim)
 
         first = adapter.poll_changes(None, LONG_AGO)
         assert ids([first]) == conversations[:3] and first.more

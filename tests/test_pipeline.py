@@ -143,6 +143,20 @@ def test_message_arriving_while_its_turn_is_being_asked_is_asked_too(
     assert uppzy.max_concurrent_per_session == 1
 
 
+def test_a_read_slower_than_the_lease_is_renewed_not_read_twice(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
+):
+    """A conversation read holds its ticket by a lease the heartbeat renews: a helpdesk that
+    takes longer than lease_ttl to answer must not get the same ticket read a second time."""
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tid = zendesk.create_ticket(customer, "Slow helpdesk")
+    zendesk.add_fault(Fault(kind="delay", endpoint="ticket_comments", delay=4.5))
+    engine = make_engine(engine={"lease_ttl": "3s"}, adapter={"timeout": "10s"})
+    assert engine.run_once()
+    assert notes_per_ticket(zendesk)[tid] == 1
+    assert zendesk.call_count("ticket_comments") == 1
+
+
 def test_agent_reply_while_answer_is_pending_cancels_the_draft(
     make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
 ):

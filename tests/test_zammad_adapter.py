@@ -9,11 +9,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 from pydantic import ValidationError
+from support import SeenCalls
 
 from adapters.base import BearerTokenAuth, ChangePage, Role, Ticket
 from adapters.registry import adapter_class
@@ -74,17 +74,9 @@ def agent(sim: ZammadSimulator) -> int:
     return sim.add_user("Alex Agent", "agent", "alex@example.com")
 
 
-def search_params(adapter: ZammadAdapter) -> list[dict[str, list[str]]]:
-    """The query of every ticket search the adapter really sent, seen on its HTTP session."""
-    queries: list[dict[str, list[str]]] = []
-
-    def seen(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        url = response.request.url or ""
-        if "/tickets/search" in url:
-            queries.append(parse_qs(urlsplit(url).query))
-
-    adapter.http.session.hooks["response"].append(seen)
-    return queries
+def search_params(sim: ZammadSimulator) -> SeenCalls[dict[str, list[str]]]:
+    """The query of every ticket search the adapter really sent, as the simulator received it."""
+    return SeenCalls(sim, lambda call: "/tickets/search" in call.path, lambda call: call.query)
 
 
 def walk(adapter: ZammadAdapter, cursor: str | None,
@@ -182,7 +174,7 @@ def test_search_query_escapes_the_time_and_sorts_oldest_first(
 ) -> None:
     ticket = sim.create_ticket(customer, "hello")
     adapter = make_adapter(sim, page_size=7)
-    sent = search_params(adapter)
+    sent = search_params(sim)
     start = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
     page = adapter.poll_changes(None, start)
     assert ids([page]) == [str(ticket)]
@@ -274,7 +266,7 @@ def test_a_backlog_is_walked_by_time_bound_so_a_moving_ticket_skips_nothing(
         tickets.append(str(sim.create_ticket(customer, f"old question {n}")))
         time.sleep(0.02)
     adapter = make_adapter(sim, page_size=2, overlap="10ms")
-    sent = search_params(adapter)
+    sent = search_params(sim)
 
     def change_while_paging(done: int) -> None:
         if done == 1:

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from pydantic import ValidationError
+from support import SeenCalls
 
 from adapters.base import ChangePage, Role
 from adapters.registry import adapter_class
@@ -61,16 +62,10 @@ def make_adapter() -> Iterator[MakeAdapter]:
         adapter.close()
 
 
-def export_urls(adapter: ZendeskAdapter) -> list[str]:
-    """Every export URL the adapter really requested, seen on its HTTP session."""
-    urls: list[str] = []
-
-    def seen(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        if "/incremental/" in response.request.url:
-            urls.append(response.request.url)
-
-    adapter.http.session.hooks["response"].append(seen)
-    return urls
+def export_urls(sim: ZendeskSimulator) -> SeenCalls[str]:
+    """Every export URL the adapter really requested, as the simulator received it."""
+    return SeenCalls(sim, lambda call: call.endpoint == "incremental_tickets",
+                     lambda call: call.url)
 
 
 def query(url: str) -> dict[str, list[str]]:
@@ -161,7 +156,7 @@ def test_export_walk_misses_nothing_and_repeats_only_tickets_changed_again(
     customer = sim.add_user("Carla", "end-user")
     tickets = [str(sim.create_ticket(customer, f"question {n}")) for n in range(8)]
     adapter = make_adapter(sim, page_size=3)
-    urls = export_urls(adapter)
+    urls = export_urls(sim)
 
     first = adapter.poll_changes(None, LONG_AGO)
     assert [t.external_id for t in first.tickets] == tickets[:3] and first.more
@@ -205,7 +200,7 @@ def test_first_poll_never_asks_for_a_start_time_zendesk_refuses(
             )
             assert answer.status_code == 400
         adapter = make_adapter(sim)
-        urls = export_urls(adapter)
+        urls = export_urls(sim)
         page = adapter.poll_changes(None, datetime.now(UTC) + ahead)
         assert page.cursor and not page.more
         assert int(query(urls[0])["start_time"][0]) <= now - 60
@@ -268,7 +263,7 @@ def test_export_side_loads_comment_counts_of_every_comment_or_public_ones_only(
     number = sim.create_ticket(customer, "hi")
     sim.add_comment(number, agent, "Internal: check the stock.", public=False)
     adapter = make_adapter(sim)
-    urls = export_urls(adapter)
+    urls = export_urls(sim)
     assert [t.message_count for t in adapter.poll_changes(None, LONG_AGO).tickets] == [2]
     assert query(urls[0])["include"] == ["users,comment_count"]
     sim.comment_count_public_only = True

@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 
 MAX_PAGES_PER_POLL = 50
 AUTH_PAUSE = 300.0
-SYNC_LEASE = 120.0
 
 
 def adapter_state(db: Session, name: str) -> AdapterState:
@@ -237,13 +236,14 @@ def note_own_post(db: Connection, adapter: str, ticket_id: str, *, counted: bool
 
 
 def claim_tickets(engine: Engine, db: Session, limit: int) -> list[TicketRecord]:
-    """Claim tickets due for a read, leased for SYNC_LEASE."""
+    """Claim tickets due for a read, leased like turns (``engine.lease_ttl``, renewed by the
+    heartbeat while this instance holds them)."""
     now = utcnow()
     paused = set(db.exec(select(AdapterState.adapter).where(
         col(AdapterState.paused_until).is_not(None), col(AdapterState.paused_until) > now,
     )).all())
     active = [n for n in engine.adapters if n not in paused]
-    return claims.claim_tickets(db, active, now, timedelta(seconds=SYNC_LEASE), limit)
+    return claims.claim_tickets(db, active, now, engine.lease_ttl, limit)
 
 
 def sync_ticket(engine: Engine, claimed: TicketRecord) -> None:

@@ -82,6 +82,7 @@ class Engine:
         self._sync_backlog: deque[Turn] = deque()  # questions waiting for a sync-chat slot
         self._sync_slots = u.sync_concurrency if u.mode == "sync" else 0
         self._waiting = 0  # sync chats in flight
+        self._held: set[int] = set()  # ticket reads claimed and not finished: heartbeat renews
         self._pool = ThreadPoolExecutor(max_workers=config.engine.workers,
                                         thread_name_prefix="step")
         self._lock = threading.Lock()
@@ -142,6 +143,8 @@ class Engine:
             waiting = [item.id for fn, item, _ in self._backlog if fn is ingest.sync_ticket]
             self._backlog.clear()
             self._sync_backlog.clear()  # their claims go with release_all below
+        with self._lock:
+            self._held.difference_update(waiting)
         with session_scope(self.db) as db:
             claims.release_all(db, self.instance_id)
             if waiting:  # claimed reads never started: due again now, for any instance
@@ -158,8 +161,10 @@ class Engine:
     def heartbeat(self) -> None:
         """Renew this instance's adapter leases and turn claims (every third of the TTL)."""
         self._last_heartbeat = time.monotonic()
+        with self._lock:
+            held = list(self._held)
         with session_scope(self.db) as db:
-            claims.heartbeat(db, self.instance_id, utcnow(), self.lease_ttl)
+            claims.heartbeat(db, self.instance_id, utcnow(), self.lease_ttl, held)
 
     def run_once(self, idle_sleep: float = 0.05) -> bool:
         """Poll every adapter once, then drive the work to its end or to ``answer_timeout``.
@@ -236,6 +241,8 @@ class Engine:
                     if work else []
                 if asks:
                     due += turns.claim_turns(self, db, asks, queued=True)
+        with self._lock:
+            self._held.update(t.id for t in tickets if t.id is not None)
         if sync:
             self._sync_backlog.extend(t for t in due if t.state == TurnState.QUEUED)
             due = [t for t in due if t.state != TurnState.QUEUED]
@@ -373,6 +380,9 @@ class Engine:
                 self.release_claim(item.id, delay=self.backoff(3))
         finally:
             self._finished(uppzy, wait)
+            if fn is ingest.sync_ticket:
+                with self._lock:
+                    self._held.discard(item.id)
         if not self._stopping:
             # Work-conserving: a freed worker takes the next due item now, not at the next tick
             # (with a 0.5 s tick, 8 workers would otherwise idle between ticks).

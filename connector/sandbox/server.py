@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -82,6 +82,12 @@ class Call:
     path: str
     at: float  # time.monotonic()
     status: int
+    query: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """Path and query as received (what a client really sent)."""
+        return f"{self.path}?{urlencode(self.query, doseq=True)}" if self.query else self.path
 
 
 class Simulator:
@@ -274,7 +280,7 @@ class Simulator:
             return
         with self.lock:
             self.calls.append(Call(endpoint, request.method, request.path, time.monotonic(),
-                                   status))
+                                   status, request.query))
 
 
 def _fmt_seconds(value: float) -> str:

@@ -73,9 +73,10 @@ def claim_tickets(
 ) -> list[TicketRecord]:
     """Lease tickets due for a conversation read; returns the rows as claimed.
 
-    The lease is ``sync_after`` itself: pushed into the future while the read runs, so no other
-    instance (or tick) reads the same ticket meanwhile. A read covers the row's ``change_seq``
-    as claimed; a poll that sees a newer change bumps it, and the ticket is read again.
+    The lease is ``sync_after`` itself: pushed into the future while the read runs (and renewed
+    by the holder's heartbeat), so no other instance (or tick) reads the same ticket meanwhile.
+    A read covers the row's ``change_seq`` as claimed; a poll that sees a newer change bumps
+    it, and the ticket is read again.
     """
     if not adapters:
         return []
@@ -113,13 +114,22 @@ def hold_adapter(db: Session, adapter: str, owner: str, now: datetime, ttl: time
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def heartbeat(db: Session, owner: str, now: datetime, ttl: timedelta) -> None:
-    """Extend every lease and claim ``owner`` still holds."""
+def heartbeat(
+    db: Session, owner: str, now: datetime, ttl: timedelta, tickets: list[int] | None = None
+) -> None:
+    """Extend every lease and claim ``owner`` still holds; ``tickets``: the reads it holds
+    (their lease is ``sync_after``, extended only while still in the future, so a read that
+    just finished is not pushed back)."""
     until = now + ttl
     db.execute(update(AdapterState).where(AdapterState.lease_owner == owner)
                .values(lease_until=until))
     db.execute(update(Turn).where(Turn.claim_owner == owner, col(Turn.claim_until).is_not(None))
                .values(claim_until=until))
+    for start in range(0, len(tickets or []), 500):
+        db.execute(update(TicketRecord).where(
+            col(TicketRecord.id).in_((tickets or [])[start:start + 500]),
+            TicketRecord.sync_after > now,
+        ).values(sync_after=until))
 
 
 def release_all(db: Session, owner: str) -> None:
