@@ -11,7 +11,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, text, update
+from sqlalchemy import Connection, insert, text, update
 from sqlmodel import Session, col, select
 
 from adapters.base import Message, Role, Ticket
@@ -394,6 +394,7 @@ def apply_conversation(
     shadow = engine.config.shadow(engine.config.adapter(name))
     last_agent_index = -1
     new_customer: list[Message] = []
+    rows: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
         ours = message.external_id in posted_ids or find_marker(message.body) is not None
         if message.role == Role.AGENT and message.public and not ours:
@@ -401,16 +402,21 @@ def apply_conversation(
             if not shadow:
                 new_customer.clear()  # a human answered everything before this
         if message.external_id not in known:
-            db.add(MessageRecord(
-                adapter=name, ticket_id=record.external_id, external_id=message.external_id,
-                role=message.role.value, public=message.public, ours=ours,
-                created_at=message.created_at, body=message.body,
-            ))
+            rows.append({
+                "adapter": name, "ticket_id": record.external_id,
+                "external_id": message.external_id, "role": message.role.value,
+                "public": message.public, "ours": ours, "created_at": message.created_at,
+                "body": message.body, "turn_id": None,
+            })
         elif not history_ok or known[message.external_id] is not None:
             continue
         if message.role == Role.CUSTOMER and message.public and not ours and \
                 (epoch is None or message.created_at >= epoch) and index > last_agent_index:
             new_customer.append(message)
+    if rows:
+        # One executemany, in conversation order (row ids order the conversation: replies.py);
+        # an ORM flush of the same rows cost several times as much.
+        db.execute(insert(MessageRecord.__table__), rows)  # type: ignore[attr-defined]
     if record.resolved:
         _resolve(engine, db, record, f"ticket {record.status or 'resolved'}")
         _collect_feedback(engine, db, record)
