@@ -11,7 +11,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert, text, update
+from sqlalchemy import Connection, insert, text
 from sqlmodel import Session, col, select
 
 from adapters.base import Message, Role, Ticket
@@ -565,13 +565,14 @@ def _add_turn(
         log.info("ticket %s/%s: new turn %d", record.adapter, record.external_id, turn.id,
                  extra={"adapter": record.adapter, "ticket_id": record.external_id,
                         "session_id": session_id, "turn_id": turn.id})
-    for message in new_messages:
-        db.execute(
-            update(MessageRecord)
-            .where(MessageRecord.adapter == record.adapter,
-                   MessageRecord.external_id == message.external_id)
-            .values(turn_id=turn.id)
-        )
+    db.execute(_MESSAGE_TURN, [
+        {"turn": turn.id, "adapter": record.adapter, "message": m.external_id}
+        for m in new_messages
+    ])
+
+
+_MESSAGE_TURN = text("UPDATE message SET turn_id = :turn "
+                     "WHERE adapter = :adapter AND external_id = :message")
 
 
 def _collect_feedback(engine: Engine, db: Session, record: TicketRecord) -> None:
