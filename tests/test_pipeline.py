@@ -172,6 +172,23 @@ def test_agent_reply_while_answer_is_pending_cancels_the_draft(
     assert [(t.state, t.reason) for t in turns(engine)] == [("cancelled", "answered by an agent")]
 
 
+def test_agent_reply_during_a_sync_chat_cancels_the_draft(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
+):
+    """An answer goes straight on to be posted in the step that received it; after a chat
+    that waited, the ticket is checked again first, so an agent's reply meanwhile wins."""
+    uppzy.sync_latency = 2.0
+    agent = zendesk.add_user("A", "agent", "a@example.com")
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tid = zendesk.create_ticket(customer, "Where is my parcel?")
+    engine = make_engine(uppzy={"mode": "sync"})
+    drive(engine, lambda: len(uppzy.requests_for()) == 1)
+    zendesk.add_comment(tid, agent, "It ships today.")
+    drive(engine, lambda: not engine.busy())
+    assert notes_per_ticket(zendesk)[tid] == 0
+    assert [(t.state, t.reason) for t in turns(engine)] == [("cancelled", "answered by an agent")]
+
+
 def test_low_confidence_posts_the_fallback_and_empty_fallback_posts_nothing(
     make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
 ):
