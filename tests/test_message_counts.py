@@ -8,6 +8,7 @@ which of the two real Zendesk does is not confirmed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -238,3 +239,25 @@ def test_counts_are_unknown_while_our_post_may_be_in_flight_or_after_a_reconcili
 def _known(engine: Engine) -> Any:
     with Session(engine.db) as db:
         return db.exec(select(TicketRecord.known_messages)).one()
+
+
+def test_the_read_that_can_prove_the_counts_goes_before_a_backlog_of_first_reads(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator
+) -> None:
+    """Until the counts are trusted, the ticket our own note changed (the one read that can
+    prove them) is read first, not after every new ticket of a burst: otherwise every note of
+    the burst costs a second read."""
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    first = zendesk.create_ticket(customer, "Before the burst")
+    engine = make_engine()
+    assert engine.run_once()  # answered; the report of our note is not polled yet
+    assert len(notes(zendesk, first)) == 1 and "zd" not in engine.counts_private
+    burst = [zendesk.create_ticket(customer, f"Burst {n}") for n in range(30)]
+    engine.poll("zd")
+    with session_scope(engine.db) as db:  # the burst has waited in the backlog for a while
+        db.execute(update(TicketRecord).where(TicketRecord.external_id != str(first))
+                   .values(sync_after=utcnow() - timedelta(minutes=10)))
+    with session_scope(engine.db) as db:
+        claimed = ingest.claim_tickets(engine, db, 1)
+    assert [r.external_id for r in claimed] == [str(first)]
+    assert all(row(engine, t).needs_sync for t in burst)

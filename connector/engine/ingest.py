@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 MAX_PAGES_PER_POLL = 50
 AUTH_PAUSE = 300.0
+CALIBRATION_FIRST = timedelta(hours=1)
 
 
 def adapter_state(db: Session, name: str) -> AdapterState:
@@ -178,12 +179,12 @@ def _mark_changed(
     if record is None:
         record = TicketRecord(adapter=adapter, external_id=ticket.external_id)
         records[ticket.external_id] = record  # a page may name a ticket twice
-    nothing_new = (
-        counts_trusted and ticket.message_count is not None
-        and ticket.message_count == record.known_messages
+    unchanged = (
+        ticket.message_count is not None and ticket.message_count == record.known_messages
         and ticket.resolved == record.resolved and tags == record.tags
         and not record.needs_sync
     )
+    nothing_new = counts_trusted and unchanged
     record.status = ticket.status
     record.resolved = ticket.resolved
     record.tags = tags
@@ -195,7 +196,10 @@ def _mark_changed(
         db.add(record)
         return 0
     if not record.needs_sync:
-        record.sync_after = utcnow()
+        # Until the counts are trusted, a ticket that would have been skipped is the read that
+        # can prove them (``_count_read``): it goes ahead of a backlog of first reads, so the
+        # proof comes within seconds of the first note instead of after the whole burst.
+        record.sync_after = utcnow() - (CALIBRATION_FIRST if unchanged else timedelta(0))
     record.needs_sync = True
     record.change_seq += 1
     db.add(record)
