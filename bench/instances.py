@@ -91,6 +91,8 @@ def main() -> None:
     parser.add_argument("--adapter-poll", default="1s")
     parser.add_argument("--uppzy-poll", default="2.5s")
     parser.add_argument("--answer-timeout", default="2m")
+    parser.add_argument("--uppzy-mode", default="async", choices=("async", "sync"))
+    parser.add_argument("--sync-concurrency", type=int, default=32)
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args()
     rows = []
