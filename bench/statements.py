@@ -62,11 +62,12 @@ def main() -> None:
             })
             engine = Engine(config)
             engine.start()
-            # Warm up: users/me, statuses, and one ticket answered and read again, which
+            # Warm up: users/me, statuses, and two tickets answered and read again, which
             # calibrates the adapter's message counts (see ingest._count_read) as in a daemon
             # that has been running for a while.
             user = zendesk.add_user("Warm-up", "end-user", "warm@example.com")
-            zendesk.create_ticket(user, "Warm-up question")
+            for n in (1, 2):
+                zendesk.create_ticket(user, f"Warm-up question {n}")
             engine.run_once()
             engine.run_once()
             warm = len(zendesk.notes_by(zendesk.bot_user_id))

@@ -45,14 +45,15 @@ def row(engine: Engine, tid: int) -> TicketRecord:
 
 
 def calibrate(engine: Engine, zendesk: ZendeskSimulator) -> None:
-    """One ticket whose read holds a private message and matches the count: trust is learned."""
+    """Two tickets whose reads hold a private message and match the count: trust is learned."""
     agent = zendesk.add_user("Agent", "agent", "agent@example.com")
     customer = zendesk.add_user("Calib", "end-user", "calib@example.org")
-    tid = zendesk.create_ticket(customer, "Question one")
-    zendesk.add_comment(tid, agent, "Internal: VIP.", public=False)
+    tickets = [zendesk.create_ticket(customer, f"Question {n}") for n in (1, 2)]
+    for tid in tickets:
+        zendesk.add_comment(tid, agent, "Internal: VIP.", public=False)
     assert engine.run_once()
     assert "zd" in engine.counts_private
-    assert len(notes(zendesk, tid)) == 1
+    assert all(len(notes(zendesk, tid)) == 1 for tid in tickets)
 
 
 def test_our_note_causes_no_reread_once_the_count_is_known_to_include_private_ones(
@@ -60,14 +61,17 @@ def test_our_note_causes_no_reread_once_the_count_is_known_to_include_private_on
 ):
     customer = zendesk.add_user("C", "end-user", "c@example.org")
     first = zendesk.create_ticket(customer, "Where is my order?")
+    other = zendesk.create_ticket(customer, "Where is my refund?")
     engine = make_engine()
     assert engine.run_once()
     assert len(notes(zendesk, first)) == 1 and reads(zendesk, first) == 1
     assert "zd" not in engine.counts_private  # only public messages read so far: no proof
-    # Our note bumped the ticket: not trusted yet, so it is read, and that read proves the
-    # count includes private messages (2 reported, 2 read, one of them our private note).
+    # Our notes bumped the tickets: not trusted yet, so both are read, and each read proves the
+    # count includes private messages (2 reported, 2 read, one of them our private note); two
+    # tickets agreeing are what it takes.
     assert engine.run_once()
-    assert reads(zendesk, first) == 2 and "zd" in engine.counts_private
+    assert reads(zendesk, first) == 2 and reads(zendesk, other) == 2
+    assert "zd" in engine.counts_private
     record = row(engine, first)
     assert (record.reported_messages, record.known_messages) == (2, 2)
 
@@ -221,6 +225,7 @@ def test_counts_are_unknown_while_our_post_may_be_in_flight_or_after_a_reconcili
         db.add(Turn(adapter="zd", ticket_id="7", session_id="zd-7", site_id="s",
                     state=TurnState.POSTING, last_message_id="1", last_message_at=now))
         db.flush()
+        engine.count_proofs["zd"] = {"6"}  # one other ticket proved it already
         ingest._count_read(engine, db, record, messages, 1)
         assert record.known_messages is None
         assert "zd" in engine.counts_private  # the calibration itself does not depend on it
@@ -239,6 +244,20 @@ def test_counts_are_unknown_while_our_post_may_be_in_flight_or_after_a_reconcili
 def _known(engine: Engine) -> Any:
     with Session(engine.db) as db:
         return db.exec(select(TicketRecord.known_messages)).one()
+
+
+def test_one_ticket_proving_the_counts_is_not_enough(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator
+) -> None:
+    """A single read could match a public-only count by accident (a comment the adapter dropped
+    as malformed); trust needs two tickets that agree."""
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    first = zendesk.create_ticket(customer, "Only one")
+    engine = make_engine()
+    assert engine.run_once()
+    assert engine.run_once()  # the read of our note proves it once
+    assert reads(zendesk, first) == 2
+    assert engine.count_proofs["zd"] == {str(first)} and "zd" not in engine.counts_private
 
 
 def test_the_read_that_can_prove_the_counts_goes_before_a_backlog_of_first_reads(

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 MAX_PAGES_PER_POLL = 50
 AUTH_PAUSE = 300.0
 CALIBRATION_FIRST = timedelta(hours=1)
+COUNT_PROOFS = 2  # tickets whose reads must show that the helpdesk counts private messages
 
 
 def adapter_state(db: Session, name: str) -> AdapterState:
@@ -304,7 +305,7 @@ def _count_read(
     a count that covers public messages only is smaller than the total whenever one of them is
     private, and messages only ever get added, so a reported count (taken before this read) equal
     to everything read, private messages among it, can only come from a count of every message.
-    Until one read shows that, every report is read as before.
+    Until reads of ``COUNT_PROOFS`` tickets show that, every report is read as before.
 
     ``known_messages`` stays unknown (None) while one of our posts on the ticket is under way:
     this read may or may not contain it, and the +1 that recording the post adds
@@ -315,9 +316,14 @@ def _count_read(
         return
     if record.adapter not in engine.counts_private and record.change_seq == seq and \
             record.reported_messages == len(messages) and not all(m.public for m in messages):
-        engine.counts_private.add(record.adapter)
-        log.info("adapter %s: its message counts include private messages; a ticket whose count "
-                 "is unchanged is no longer re-read", record.adapter)
+        # Two tickets must agree: one odd read (a comment the adapter dropped as malformed can
+        # make a public-only count equal what was read) must not be enough to trust a count.
+        proofs = engine.count_proofs.setdefault(record.adapter, set())
+        proofs.add(record.external_id)
+        if len(proofs) >= COUNT_PROOFS:
+            engine.counts_private.add(record.adapter)
+            log.info("adapter %s: its message counts include private messages; a ticket whose "
+                     "count is unchanged is no longer re-read", record.adapter)
     posting = db.exec(select(Turn.id).where(
         Turn.adapter == record.adapter, Turn.ticket_id == record.external_id,
         Turn.state == TurnState.POSTING,

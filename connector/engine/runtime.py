@@ -75,6 +75,7 @@ class Engine:
         # Adapters whose change feed's message counts were seen to include private messages;
         # only theirs are trusted to skip a read (``ingest._count_read``). Relearned after a start.
         self.counts_private: set[str] = set()
+        self.count_proofs: dict[str, set[str]] = {}  # adapter -> tickets whose read proved it
         self.fatal: UppzyAccessError | None = None
         self._uppzy_verified = False
         self.epochs: dict[str, datetime] = {}  # per adapter; see ingest._epoch
