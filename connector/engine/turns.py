@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, TextClause, bindparam, text, update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from adapters.base import Ticket
 from connector.engine import render, replies, sessions
@@ -158,12 +158,17 @@ def _save(
     superseded or cancelled it, and the next step's check sees that.
     """
     with write_scope(engine.db) as db:
-        db.execute(_update_turn(frozenset(values)), {**values, "turn_id": turn.id})
+        _write_turn(db, turn, values)
         if touch_session_at is not None:
             db.execute(update(ChatSession).where(ChatSession.session_id == turn.session_id)
                        .values(last_customer_at=touch_session_at))
         if also is not None:
             also(db)
+
+
+def _write_turn(db: Connection | Session, turn: Turn, values: dict[str, Any]) -> None:
+    """Write ``values`` to the turn's row in the caller's transaction; mirror them on ``turn``."""
+    db.execute(_update_turn(frozenset(values)), {**values, "turn_id": turn.id})
     for key, value in values.items():
         setattr(turn, key, value)
 
@@ -193,10 +198,8 @@ def _shadow(engine: Engine, turn: Turn) -> None:
     """Shadow mode: keep the answer for comparison with what the agent sends; post nothing."""
     values = {"state": TurnState.SHADOWED, **_released()}
     with session_scope(engine.db) as db:
-        db.execute(update(Turn).where(col(Turn.id) == turn.id).values(**values))
+        _write_turn(db, turn, values)
         replies.compare_shadowed(db, turn.adapter, turn.ticket_id)
-    for key, value in values.items():
-        setattr(turn, key, value)
     log.info("turn %d answered in shadow mode (not posted)", turn.id, extra=turn_fields(turn))
     engine.emit("turn_shadowed", **turn_fields(turn))
 
@@ -347,13 +350,11 @@ def _move_to_next_session(engine: Engine, turn: Turn, exc: RemoteError) -> None:
             session_id = sessions.open_session_id(
                 db, turn.adapter, ticket, engine.config.session, turn.site_id
             )
-            values = {"attempts": attempts, "session_id": session_id, **_released()}
-            db.execute(update(Turn).where(col(Turn.id) == turn.id).values(**values))
+            _write_turn(db, turn, {"attempts": attempts, "session_id": session_id,
+                                   **_released()})
     if attempts >= engine.config.engine.max_attempts:
         _give_up(engine, turn, f"Uppzy refused every session: {exc}", {"attempts": attempts})
         return
-    for key, value in values.items():
-        setattr(turn, key, value)
     log.warning("turn %d: session refused by Uppzy (%s); continuing in %s", turn.id,
                 exc.status, turn.session_id, extra=turn_fields(turn))
 

@@ -125,9 +125,10 @@ def heartbeat(
                .values(lease_until=until))
     db.execute(update(Turn).where(Turn.claim_owner == owner, col(Turn.claim_until).is_not(None))
                .values(claim_until=until))
-    for start in range(0, len(tickets or []), 500):
+    held = tickets or []
+    for start in range(0, len(held), 500):
         db.execute(update(TicketRecord).where(
-            col(TicketRecord.id).in_((tickets or [])[start:start + 500]),
+            col(TicketRecord.id).in_(held[start:start + 500]),
             TicketRecord.sync_after > now,
         ).values(sync_after=until))
 
