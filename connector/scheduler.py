@@ -72,7 +72,11 @@ class Daemon:
             return
         self._stopping.set()
         log.info("stopping: %s", why)
-        self.scheduler.shutdown(wait=False)
+        # From a thread of its own: a signal handler runs on the main thread, possibly in the
+        # middle of the scheduler's own loop, where shutting down under it made the loop look
+        # up a job that was gone (exit 1 instead of 0). The thread waits for the loop's lock.
+        threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": False},
+                         name="scheduler-stop", daemon=True).start()
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: object) -> None:
