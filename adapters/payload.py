@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.errors import MalformedResponse, NotFound
+from connector.core.errors import MalformedResponse, NotFound
 
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -32,12 +32,32 @@ def numeric_id(value: Any) -> str | None:
     return None
 
 
+def record_id(record: dict[str, Any], what: str) -> str:
+    """The numeric ``id`` of a record that is nothing without one (a ticket): MalformedResponse
+    naming ``what`` otherwise, which the caller turns into skipping that record alone."""
+    found = numeric_id(record.get("id"))
+    if found is None:
+        raise MalformedResponse(f"{what} without an id")
+    return found
+
+
 def path_number(ticket_id: str) -> str:
     """A ticket id fit for a URL path; anything but digits would build a different URL, so no
     such ticket can exist (and no path can be injected)."""
     if not _DIGITS.fullmatch(ticket_id):
         raise NotFound(f"{ticket_id!r} is not a ticket id of this helpdesk")
     return ticket_id
+
+
+def text_or_none(value: Any) -> str | None:
+    """A text field, or None when the vendor left it out or sent something else."""
+    return value if isinstance(value, str) else None
+
+
+def text_set(value: Any) -> frozenset[str]:
+    """A list of names (tags), keeping only the strings; empty when it is no list."""
+    return frozenset(v for v in value if isinstance(v, str)) if isinstance(value, list) \
+        else frozenset()
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -51,10 +51,10 @@ START_TIMEOUT = 60.0
 class SimProcess:
     """A simulator process and its stdin/stdout JSON-line control channel."""
 
-    def __init__(self, kind: str, answer_time: str, log: Path) -> None:
+    def __init__(self, kind: str, answer_time: str, log: Path, *extra: str) -> None:
         self.kind = kind
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "sims.py"), kind, "--answer-time", answer_time],
+            [sys.executable, str(HERE / "sims.py"), kind, "--answer-time", answer_time, *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("ab"), text=True,
         )
         first = self._read(START_TIMEOUT)

@@ -25,8 +25,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from adapters.zendesk.simulator import ZendeskSimulator  # noqa: E402
 from connector.config import parse_config  # noqa: E402
-from connector.engine.runtime import Engine  # noqa: E402
-from connector.sandbox.uppzy_sim import UppzySimulator  # noqa: E402
+from connector.engine.runtime import Runtime  # noqa: E402
+from connector.testing.uppzy_sim import UppzySimulator  # noqa: E402
 
 API_KEY = "bench-key"
 ZD_TOKEN = "bench-zd-token"
@@ -60,10 +60,10 @@ def main() -> None:
                 "engine": {"tick": "0.02s"},
                 "ops": {"listen": "127.0.0.1:0"},
             })
-            engine = Engine(config)
+            engine = Runtime(config)
             engine.start()
             # Warm up: users/me, statuses, and two tickets answered and read again, which
-            # calibrates the adapter's message counts (see ingest._count_read) as in a daemon
+            # calibrates the adapter's message counts (see conversation._count_read) as in a daemon
             # that has been running for a while.
             user = zendesk.add_user("Warm-up", "end-user", "warm@example.com")
             for n in (1, 2):

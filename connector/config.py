@@ -8,9 +8,11 @@ registry, so a third-party adapter gets the same checking as a built-in one.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
-from collections.abc import Iterable
+import typing
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,13 +25,14 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from adapters.base import AdapterSettings
 from adapters.registry import adapter_class
-from connector.durations import Duration
-from connector.errors import ConfigError
-from connector.redact import register_secret
+from connector.core.durations import Duration
+from connector.core.errors import ConfigError
+from connector.core.redact import register_secret
 
 SessionMode = Literal["per_thread", "per_user", "per_channel"]
 
@@ -100,6 +103,26 @@ class DraftSettings(_Strict):
 class FeedbackSettings(_Strict):
     good_tags: list[str] = ["ai_good"]
     bad_tags: list[str] = ["ai_bad"]
+    # Ratings from adoption (a draft used: good; discarded: bad). An agent's tag always wins:
+    # an implicit rating waits ``implicit_delay`` before it is sent, and a tag seen meanwhile
+    # replaces it.
+    implicit: bool = False
+    implicit_edited: Literal["good", "bad"] | None = None
+    implicit_delay: Duration = 3600.0
+
+
+class AdoptionSettings(_Strict):
+    """When a posted draft counts as used, edited or discarded (see engine/adoption.py)."""
+
+    used_threshold: float = Field(default=0.8, gt=0, le=1)
+    edited_threshold: float = Field(default=0.4, ge=0, le=1)
+    window: Duration = 7 * 86400.0  # no agent reply within it: expired
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AdoptionSettings:
+        if self.edited_threshold > self.used_threshold:
+            raise ValueError("edited_threshold must not be above used_threshold")
+        return self
 
 
 class EngineSettings(_Strict):
@@ -109,6 +132,11 @@ class EngineSettings(_Strict):
     tick: Duration = 0.5
     instance_id: str | None = None
     lease_ttl: Duration = 30.0
+    max_backoff: Duration = Field(
+        default=60.0, gt=0,
+        description="The longest wait between retries of an item after transient errors "
+        "(5xx, 429, timeouts): how soon work resumes once an outage ends.",
+    )
 
     @field_validator("lease_ttl")
     @classmethod
@@ -186,10 +214,16 @@ class Config(_Strict):
     session: SessionMode = "per_thread"
     draft: DraftSettings = DraftSettings()
     feedback: FeedbackSettings = FeedbackSettings()
+    adoption: AdoptionSettings = AdoptionSettings()
     engine: EngineSettings = EngineSettings()
     ops: OpsSettings = OpsSettings()
     notifications: list[NotificationSettings] = Field(default_factory=list)
     adapters: list[AdapterSettings] = Field(default_factory=list)
+    retention: Duration | None = Field(
+        default=30 * 86400.0, gt=0,
+        description="How long customer text and answers stay in the database (ids, states and "
+        "timings stay); null keeps them forever.",
+    )
 
     def adapter(self, name: str) -> AdapterSettings:
         for settings in self.adapters:
@@ -200,6 +234,21 @@ class Config(_Strict):
     def site_for(self, adapter: AdapterSettings) -> str:
         return adapter.site_id or self.uppzy.site_id
 
+    def site_keys(self, site: str) -> list[str]:
+        """The settings that name ``site``."""
+        keys = [f"adapters[{i}].site_id" for i, a in enumerate(self.adapters) if a.site_id == site]
+        if self.uppzy.site_id == site or not keys:
+            keys.insert(0, "uppzy.site_id")
+        return keys
+
+    def site_problem(self, site: str, detail: str) -> str:
+        """What to fix when Uppzy answers 404 for ``site``: the keys that name it, and the base
+        URL (a path other than Uppzy's API answers 404 for every site)."""
+        keys = self.site_keys(site)
+        return (f"Uppzy does not know site {site!r} ({detail}): fix {' / '.join(keys)}, or "
+                f"uppzy.base_url ({self.uppzy.base_url}), which must be Uppzy's API root, "
+                "ending in /api/v1")
+
     def shadow(self, adapter: AdapterSettings) -> bool:
         """Whether this adapter only stores answers (to compare with agents) instead of posting."""
         return (adapter.draft.mode or self.draft.mode) == "shadow"
@@ -209,13 +258,21 @@ def expand_env(value: Any, path: str = "", env: dict[str, str] | None = None) ->
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a parsed YAML tree.
 
     Expansion happens after parsing, so a secret holding ``:`` or ``#`` cannot change the YAML
-    structure.
+    structure. Every unset variable is reported at once, each with its key path, so one edit
+    of the environment fixes them all.
     """
-    env = os.environ if env is None else env
+    missing: list[str] = []
+    expanded = _expand(value, path, os.environ if env is None else env, missing)
+    if missing:
+        raise ConfigError("\n".join(missing))
+    return expanded
+
+
+def _expand(value: Any, path: str, env: Mapping[str, str], missing: list[str]) -> Any:
     if isinstance(value, dict):
-        return {k: expand_env(v, _join(path, str(k)), env) for k, v in value.items()}
+        return {k: _expand(v, _join(path, str(k)), env, missing) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
+        return [_expand(v, f"{path}[{i}]", env, missing) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
@@ -225,7 +282,8 @@ def expand_env(value: Any, path: str = "", env: dict[str, str] | None = None) ->
             return env[name]
         if default is not None:
             return default
-        raise ConfigError(f"{path or '<root>'}: environment variable {name} is not set")
+        missing.append(f"{path or '<root>'}: environment variable {name} is not set")
+        return ""
 
     return _VAR.sub(substitute, value)
 
@@ -241,15 +299,53 @@ def _loc(prefix: str, loc: Iterable[Any]) -> str:
     return text or "<root>"
 
 
-def _first_error(exc: ValidationError, prefix: str = "") -> ConfigError:
+def _first_error(
+    exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
+) -> ConfigError:
     lines = []
     for err in exc.errors():
         loc = [p for p in err["loc"] if not _is_union_tag(p)]
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
-            message = "unknown key"
-        lines.append(f"{_loc(prefix, loc)}: {message[:1].lower()}{message[1:]}")
+        lines.append(f"{_loc(prefix, loc)}: {_explain(err, loc, model)}")
     return ConfigError("\n".join(dict.fromkeys(lines)))
+
+
+def _explain(err: Any, loc: list[Any], model: type[BaseModel] | None) -> str:
+    """Pydantic's message in words that say what to change."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        near = difflib.get_close_matches(str(loc[-1]), _siblings(model, loc[:-1]), n=1)
+        return f"unknown key (did you mean {near[0]!r}?)" if near else "unknown key"
+    if kind == "too_short" and ctx.get("actual_length") == 0:
+        return "is empty (an unset ${VAR:-} expands to nothing)"
+    if kind in ("too_short", "string_too_short"):
+        return f"must be at least {ctx.get('min_length')} characters long"
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "name":
+        return ("must be 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or "
+                "digit (it becomes part of session ids and URLs)")
+    message = err["msg"]
+    return f"{message[:1].lower()}{message[1:]}"
+
+
+def _siblings(model: type[BaseModel] | None, loc: list[Any]) -> list[str]:
+    """The keys allowed where ``loc`` points, for "did you mean"."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            args = [a for a in typing.get_args(current) if isinstance(a, type)]
+            current = args[0] if args else None
+            continue
+        field = current.model_fields.get(part) if _is_model(current) else None
+        if field is None:
+            return []
+        current = field.annotation
+        options = [a for a in (typing.get_args(current) or (current,))
+                   if _is_model(a) or typing.get_origin(a) is list]
+        current = options[0] if options else current
+    return list(current.model_fields) if _is_model(current) else []
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
 
 
 def _is_union_tag(part: Any) -> bool:
@@ -268,7 +364,7 @@ def parse_config(raw: Any, env: dict[str, str] | None = None) -> Config:
     try:
         config = Config.model_validate({**raw, "adapters": []})
     except ValidationError as exc:
-        raise _first_error(exc) from None
+        raise _first_error(exc, model=Config) from None
     names: set[str] = set()
     for index, item in enumerate(adapters_raw):
         prefix = f"adapters[{index}]"
@@ -284,7 +380,8 @@ def parse_config(raw: Any, env: dict[str, str] | None = None) -> Config:
         try:
             settings = model.model_validate(item)
         except ValidationError as exc:
-            raise _first_error(exc, prefix) from None
+            raise _first_error(exc, prefix, model) from None
+        settings.locate(prefix)  # so an adapter's own errors can name the key to fix
         if settings.name in names:
             raise ConfigError(f"{prefix}.name: duplicate adapter name {settings.name!r}")
         names.add(settings.name)

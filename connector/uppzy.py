@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
-from connector.errors import MalformedResponse
-from connector.http import CallObserver, HttpClient, Response, RetryPolicy, Timeouts
-from connector.redact import redact, register_secret
+from connector.core.errors import MalformedResponse
+from connector.core.http import CallObserver, HttpClient, Response, RetryPolicy, Timeouts
+from connector.core.redact import redact, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,13 @@ class UppzyClient:
             json_body={"session_id": session_id}, headers=_JSON, idempotent=True,
             expect_json=False,
         )
+
+    def probe_site(self, site_id: str) -> int:
+        """One page of the site's session list: a read that proves the key, the plan and the
+        site at once (401, 403, 404) without asking anything; returns the sessions listed."""
+        resp = self.http.request("GET", _site_path(site_id, "sessions"), endpoint="sessions",
+                                 idempotent=True)
+        return len(_session_items(resp))
 
     def list_sessions(self, site_id: str, **params: Any) -> list[dict[str, Any]]:
         """All sessions of a site, across pages.

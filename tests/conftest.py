@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 import yaml
+from djhd_fixture import djhd_server  # noqa: F401  (session fixture: a real django-helpdesk)
 from rt_fixture import rt_server  # noqa: F401  (session fixture: a real Request Tracker)
 from support import API_KEY, ZD_TOKEN, config_dict
 
 from adapters.zendesk.simulator import ZendeskSimulator
 from connector.config import Config, parse_config
-from connector.engine.runtime import Engine
-from connector.sandbox.uppzy_sim import UppzySimulator
+from connector.engine.runtime import Runtime
+from connector.testing.uppzy_sim import UppzySimulator
 
 
 @pytest.fixture
@@ -50,11 +51,11 @@ def config_file(tmp_path: Path, uppzy: UppzySimulator, zendesk: ZendeskSimulator
 
 
 @pytest.fixture
-def make_engine(make_config: Callable[..., Config]) -> Iterator[Callable[..., Engine]]:
-    engines: list[Engine] = []
+def make_engine(make_config: Callable[..., Config]) -> Iterator[Callable[..., Runtime]]:
+    engines: list[Runtime] = []
 
-    def build(**overrides: Any) -> Engine:
-        engine = Engine(make_config(**overrides))
+    def build(**overrides: Any) -> Runtime:
+        engine = Runtime(make_config(**overrides))
         engine.start()
         engines.append(engine)
         return engine

@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
+from adapters.simulation import Call, Simulator
 from adapters.zendesk.simulator import ZendeskSimulator
-from connector.sandbox.server import Call, Simulator
-from connector.sandbox.uppzy_sim import UppzySimulator
+from connector.testing.uppzy_sim import UppzySimulator
 
 T = TypeVar("T")
 

@@ -7,6 +7,7 @@ the engine in-process. Every ticket here is created before the live poller's fir
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import subprocess
@@ -25,22 +26,16 @@ from support import config_dict
 
 from adapters.base import Adapter
 from adapters.rt import RTAdapter, RTSettings
+from adapters.simulation import Fault
 from adapters.zendesk.simulator import ZendeskSimulator
 from connector.config import Config, parse_config
-from connector.engine.backfill import (
-    BackfillError,
-    Window,
-    make_window,
-    parse_when,
-    run_backfill,
-    supports_backfill,
-    waiting_message,
-)
-from connector.engine.runtime import Engine
-from connector.sandbox.server import Fault
-from connector.sandbox.uppzy_sim import UppzySimulator
+from connector.core.errors import BackfillError
+from connector.engine.backfill import run_backfill, supports_backfill
+from connector.engine.backfill_request import Window, make_window, parse_when, waiting_message
+from connector.engine.runtime import Runtime
 from connector.store.db import make_engine
 from connector.store.models import AdapterState
+from connector.testing.uppzy_sim import UppzySimulator
 
 LEGACY_NOTE = "Earlier answer.\n\n— AI draft, Uppzy ref req_legacy"
 
@@ -95,7 +90,7 @@ def our_notes(zendesk: ZendeskSimulator) -> Counter[int]:
 def live_first_pass(config: Config) -> str | None:
     """What the daemon's first pass does: take a cursor and read what the feed reports; with
     ``start_from: 0`` all of it is history. Returns the live cursor."""
-    engine = Engine(config)
+    engine = Runtime(config)
     engine.start()
     try:
         assert engine.run_once()
@@ -173,6 +168,9 @@ def test_interrupted_backfill_resumes_and_drafts_every_waiting_ticket_once(
             proc.kill()
         log.close()
     assert 30 <= sum(our_notes(zendesk).values()) < len(eligible)  # stopped half way
+    # Written to a file, not a terminal: progress still shows while it runs, line by line.
+    assert re.search(r"^(listing|drafting): found \d+ +queued \d+",
+                     (tmp_path / "backfill.log").read_text(), re.MULTILINE)
 
     rerun = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
@@ -285,6 +283,9 @@ def test_dates_are_iso_dates_or_datetimes_in_utc():
     assert parse_when("2024-05-01T10:00:00+02:00", option="--since") == datetime(
         2024, 5, 1, 8, tzinfo=UTC)
     assert parse_when("2024-05-01T08:00", option="--since") == datetime(2024, 5, 1, 8, tzinfo=UTC)
+    now = datetime(2024, 5, 8, 12, tzinfo=UTC)
+    assert parse_when("7d", option="--since", now=now) == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    assert make_window("36h", "12h", now=now).since == datetime(2024, 5, 7, tzinfo=UTC)
     with pytest.raises(BackfillError, match=r"--since: '01/05/2024' is not an ISO date"):
         parse_when("01/05/2024", option="--since")
     with pytest.raises(BackfillError, match=r"--until.*not after"):
@@ -295,7 +296,7 @@ def test_dates_are_iso_dates_or_datetimes_in_utc():
 
 def test_usage_errors_exit_2_before_any_remote_call(
     config_file: Callable[..., Path], zendesk: ZendeskSimulator, uppzy: UppzySimulator,
-    make_engine: Callable[..., Engine],
+    make_engine: Callable[..., Runtime],
 ):
     config = str(config_file())
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from connector.cli import app
 from connector.config import expand_env, load_config, parse_config
-from connector.errors import ConfigError
+from connector.core.errors import ConfigError
 
 VALID = """
 uppzy:
@@ -148,12 +148,53 @@ def test_console_script_exits_2_before_any_remote_call(tmp_path: Path):
     assert "foo: unknown key" in proc.stderr
 
 
-def test_config_example_documents_a_valid_config(monkeypatch: pytest.MonkeyPatch):
-    for key in ("UPPZY_API_KEY", "UPPZY_SITE_ID", "ZENDESK_API_TOKEN", "RT_TOKEN",
-                "HELPSCOUT_APP_ID", "HELPSCOUT_APP_SECRET", "FRESHDESK_API_KEY", "ZAMMAD_TOKEN"):
+def test_config_example_documents_a_valid_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    for key in ("UPPZY_API_KEY", "UPPZY_SITE_ID", "ZENDESK_CLIENT_SECRET", "RT_TOKEN",
+                "HELPSCOUT_APP_ID", "HELPSCOUT_APP_SECRET", "FRESHDESK_API_KEY", "ZAMMAD_TOKEN",
+                "DJHD_TOKEN"):
         monkeypatch.setenv(key, "value-for-test")
-    config = load_config(Path(__file__).parent.parent / "config.example.yaml")
+    example = Path(__file__).parent.parent / "config.example.yaml"
+    config = load_config(example)
     assert [a.type for a in config.adapters] == ["zendesk", "rt", "helpscout", "freshdesk",
-                                                 "zammad"]
-    assert config.notifications[0].format == "json"
+                                                 "zammad", "django_helpdesk"]
+    assert config.notifications == []  # shipped commented out: nothing is sent by default
+    assert config.retention == 30 * 86400
+    # The commented receiver is documentation: uncommented, it must be a valid config too.
+    text = example.read_text()
+    start = text.index("# notifications:")
+    block, rest = text[start:].split("\n\n", 1)
+    uncommented = "\n".join(line[2:] if line.startswith("# ") else line[1:]
+                            for line in block.splitlines())
+    enabled = tmp_path / "with-notifications.yaml"
+    enabled.write_text(text[:start] + uncommented + "\n\n" + rest)
+    assert load_config(enabled).notifications[0].format == "json"
     assert config.draft.template == "{answer}\n\n— {marker}"
+
+
+def test_config_errors_point_at_the_fix():
+    """Every unset variable at once, "did you mean" for a typo, an empty secret said as such,
+    and a bad adapter name explained instead of shown as a regular expression."""
+    base = {"uppzy": {"api_key": "${NO_KEY_HERE}", "site_id": "${NO_SITE_HERE}"}}
+    with pytest.raises(ConfigError) as missing:
+        parse_config(base, env={})
+    assert str(missing.value).splitlines() == [
+        "uppzy.api_key: environment variable NO_KEY_HERE is not set",
+        "uppzy.site_id: environment variable NO_SITE_HERE is not set",
+    ]
+    good = {"uppzy": {"api_key": "k" * 20, "site_id": "s"}}
+    with pytest.raises(ConfigError, match=r"engine.worker: unknown key \(did you mean "
+                       r"'workers'\?\)"):
+        parse_config({**good, "engine": {"worker": 3}}, env={})
+    adapter = {"name": "zd", "type": "zendesk", "url": "https://x.zendesk.com",
+               "auth": {"email": "a@b.c", "api_token": "${EMPTY:-}"}, "pol_interval": "3s"}
+    with pytest.raises(ConfigError) as typos:
+        parse_config({**good, "adapters": [adapter]}, env={})
+    assert "adapters[0].pol_interval: unknown key (did you mean 'poll_interval'?)" in \
+        str(typos.value)
+    assert "adapters[0].auth.api_token: is empty" in str(typos.value)
+    with pytest.raises(ConfigError, match=r"adapters\[0\].name: must be 1 to 63 letters"):
+        parse_config({**good, "adapters": [{**adapter, "name": "bad name",
+                                            "auth": {"email": "a@b.c", "api_token": "t"}}]},
+                     env={})

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from support import API_KEY, ZD_TOKEN
 
+from adapters.simulation import Fault
 from adapters.zendesk.simulator import ZendeskSimulator
-from connector.engine.runtime import Engine
-from connector.sandbox.server import Fault
-from connector.sandbox.uppzy_sim import UppzySimulator
+from connector.engine.runtime import Runtime
+from connector.testing.uppzy_sim import UppzySimulator
 
 _started: list[subprocess.Popen] = []
 
@@ -213,7 +213,7 @@ def test_plan_without_m2m_stops_at_start_with_exit_3(
 
 
 def test_uppzy_429_and_5xx_bursts_are_waited_out(
-    make_engine: Callable[..., Engine], zendesk: ZendeskSimulator, uppzy: UppzySimulator
+    make_engine: Callable[..., Runtime], zendesk: ZendeskSimulator, uppzy: UppzySimulator
 ):
     customer = zendesk.add_user("C", "end-user", "c@example.org")
     tickets = [zendesk.create_ticket(customer, f"Q{i}") for i in range(12)]

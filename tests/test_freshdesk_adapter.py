@@ -17,16 +17,17 @@ from support import SeenCalls
 from adapters.base import ChangePage, Role
 from adapters.freshdesk import FreshdeskAdapter, FreshdeskSettings
 from adapters.freshdesk import adapter as freshdesk_module
+from adapters.freshdesk import positions as freshdesk_positions
 from adapters.freshdesk.simulator import FreshdeskSimulator
 from adapters.registry import adapter_class
-from connector.errors import (
+from adapters.simulation import Fault
+from connector.core.errors import (
     AuthenticationFailed,
     MalformedResponse,
     NotFound,
     RateLimited,
     ServerError,
 )
-from connector.sandbox.server import Fault
 
 API_KEY = "fd-api-key"
 AUTH = {"api_key": API_KEY}
@@ -237,7 +238,7 @@ def test_a_young_run_of_pages_is_walked_again_from_its_first_page(
 def test_page_depth_cap_is_never_exceeded(
     make_adapter: MakeAdapter, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(freshdesk_module, "MAX_PAGE", 2)
+    monkeypatch.setattr(freshdesk_positions, "MAX_PAGE", 2)
     with FreshdeskSimulator(max_page=2) as sim:
         customer = sim.add_contact("Carla")
         moment = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
@@ -300,6 +301,52 @@ def test_a_ticket_deleted_later_is_found_by_the_next_sweep_round(
     pages, _ = walk(adapter, cursor)
     assert [(t.external_id, t.resolved) for p in pages for t in p.tickets] == [
         (str(ticket), True)]
+
+
+@pytest.mark.parametrize("mode", ["ignored", "refused"])
+def test_the_sweep_is_right_when_the_removed_views_ignore_updated_since_and_order(
+    make_adapter: MakeAdapter, mode: str,
+) -> None:
+    """Freshdesk does not document whether ``filter=deleted|spam`` honours ``updated_since``
+    and ``order_by``. When it ignores them, the view comes newest-created first and whole: the
+    tickets removed since the last round may sit on any page, among tickets removed long ago."""
+    sim = FreshdeskSimulator(removed_views=mode)
+    sim.start()
+    try:
+        customer = sim.add_contact("Carla")
+        sim.freeze_time(PAST)
+        tickets = [sim.create_ticket(customer, f"q{n}") for n in range(6)]
+        sim.freeze_time(PAST + timedelta(seconds=1))
+        sim.delete_ticket(tickets[4])  # removed before the connector's first poll
+        sim.mark_spam(tickets[5])
+        sim.freeze_time(PAST + timedelta(minutes=10))
+        for ticket in tickets[:4]:  # the oldest tickets: the last pages of the view
+            sim.delete_ticket(ticket)
+        sim.freeze_time(None)
+        adapter = make_adapter(sim, page_size=2, removed_check_interval="1h")
+
+        pages, _ = walk(adapter, adapter.poll_changes(None, PAST + timedelta(minutes=5)).cursor)
+        removed = {t.external_id for page in pages for t in page.tickets if t.resolved}
+        assert removed == {str(t) for t in tickets[:4]}
+    finally:
+        sim.stop()
+
+
+def test_a_cursor_written_before_the_sweep_kept_its_page_is_still_read(
+    sim: FreshdeskSimulator, make_adapter: MakeAdapter
+) -> None:
+    """A daemon upgraded mid-round keeps its place instead of starting from ``start_from``."""
+    customer = sim.add_contact("Carla")
+    sim.freeze_time(PAST)
+    ticket = sim.create_ticket(customer, "hello")
+    sim.freeze_time(None)
+    older = ('{"v":2,"since":"2024-03-01T08:00:00Z","page":1,"newest":"2024-03-01T08:00:00Z",'
+             '"seen":[],"swept":"2024-03-01T08:00:00Z","removed":{"deleted":'
+             '"2024-03-01T08:00:00Z","spam":"2024-03-01T08:00:00Z"},"sweep":[]}')
+    queries = list_queries(sim)
+    pages, _ = walk(make_adapter(sim), older)
+    assert ids(pages) == [str(ticket)]
+    assert queries[0]["updated_since"] == ["2024-03-01T08:00:00Z"]  # not start_from
 
 
 def test_backfill_lists_a_window_without_touching_the_live_cursor(
@@ -509,6 +556,66 @@ def test_description_first_then_conversations_with_roles_and_visibility(
     assert sim.call_count("ticket_conversations") == 3  # six entries in pages of two
 
 
+def test_authors_are_told_apart_by_looking_them_up_as_agents(
+    sim: FreshdeskSimulator, make_adapter: MakeAdapter
+) -> None:
+    """``incoming`` and the requester id do not say who wrote an entry: a contact in CC writes
+    in the portal (not incoming, not the requester) and an agent answers a notification by mail
+    (incoming). Only the agent lookup tells them apart."""
+    customer = sim.add_contact("Carla", "carla@example.com")
+    cc_contact = sim.add_contact("Colin", "colin@example.com")
+    agent = sim.add_agent("Alex", "alex@example.com")
+    number = sim.create_ticket(customer, "My parcel is late")
+    sim.add_conversation(number, cc_contact, "Any news on this?", incoming=False)
+    sim.add_conversation(number, agent, "It ships tomorrow", incoming=True)
+    sim.add_conversation(number, cc_contact, "Thanks!", incoming=False)
+    adapter = make_adapter(sim)
+    lookups = SeenCalls(sim, lambda call: call.endpoint == "agent_view",
+                        lambda call: call.path)
+
+    messages = adapter.list_messages(adapter.get_ticket(str(number)))
+    assert [(m.role, m.public, m.body) for m in messages] == [
+        (Role.CUSTOMER, True, "My parcel is late"),
+        (Role.CUSTOMER, True, "Any news on this?"),
+        (Role.AGENT, True, "It ships tomorrow"),
+        (Role.CUSTOMER, True, "Thanks!"),
+    ]
+    assert sorted(lookups) == sorted(f"/api/v2/agents/{user}" for user in (cc_contact, agent))
+    adapter.list_messages(adapter.get_ticket(str(number)))
+    assert len(lookups) == 2  # cached: each author is looked up once
+
+
+def test_without_the_right_to_view_agents_authors_are_guessed_and_a_warning_says_so(
+    make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = FreshdeskSimulator(agents_readable=False)
+    sim.start()
+    try:
+        customer = sim.add_contact("Carla")
+        agent = sim.add_agent("Alex", "alex@example.com")
+        number = sim.create_ticket(customer, "Hello")
+        sim.add_conversation(number, agent, "Hi there")
+        sim.customer_reply(number, "Thanks")
+        adapter = make_adapter(sim)
+        with caplog.at_level(logging.WARNING):
+            messages = adapter.list_messages(adapter.get_ticket(str(number)))
+            adapter.list_messages(adapter.get_ticket(str(number)))
+        assert [m.role for m in messages] == [Role.CUSTOMER, Role.AGENT, Role.CUSTOMER]
+        assert caplog.text.count("cannot view agents") == 1
+        assert sim.call_count("agent_view") == 1  # refused once, not asked again
+    finally:
+        sim.stop()
+
+
+def test_simulator_agent_view_knows_agents_by_user_id_and_not_contacts(
+    sim: FreshdeskSimulator,
+) -> None:
+    agent = sim.add_agent("Alex", "alex@example.com")
+    contact = sim.add_contact("Carla")
+    assert api_get(sim, f"/api/v2/agents/{agent}").json()["id"] == agent
+    assert api_get(sim, f"/api/v2/agents/{contact}").status_code == 404
+
+
 def test_an_outbound_ticket_starts_with_the_agents_words(
     sim: FreshdeskSimulator, make_adapter: MakeAdapter
 ) -> None:
@@ -666,6 +773,9 @@ def test_per_minute_credits_and_headers(sim: FreshdeskSimulator) -> None:
         refused = api_get(limited, "/api/v2/agents/me")
         assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 50
         assert refused.headers["X-RateLimit-Remaining"] == "0"
+    with FreshdeskSimulator() as unlimited:
+        listed = api_get(unlimited, "/api/v2/tickets", include="description,stats")
+        assert listed.headers["X-RateLimit-Used-CurrentRequest"] == "5"  # 1 + 2 per include
 
 
 def test_the_ticket_list_has_its_own_lower_limit_and_long_waits_are_parked(

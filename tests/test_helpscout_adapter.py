@@ -19,7 +19,8 @@ from adapters.base import ChangePage, Role, Ticket
 from adapters.helpscout import HelpScoutAdapter, HelpScoutSettings
 from adapters.helpscout.simulator import HelpScoutSimulator
 from adapters.registry import adapter_class
-from connector.errors import (
+from adapters.simulation import Fault
+from connector.core.errors import (
     AuthenticationFailed,
     MalformedResponse,
     Moved,
@@ -28,7 +29,6 @@ from connector.errors import (
     RateLimited,
     ServerError,
 )
-from connector.sandbox.server import Fault
 
 AUTH = {"app_id": "hs-app-id", "app_secret": "hs-app-secret"}
 LONG_AGO = datetime.now(UTC) - timedelta(hours=1)
@@ -425,6 +425,37 @@ def test_threads_are_read_across_pages(
     assert sim.call_count("threads_v3") == 2
 
 
+def test_threads_follow_the_next_link_on_our_own_host_when_no_page_count_is_given(
+    make_adapter: MakeAdapter,
+) -> None:
+    """Help Scout's pages link to each other on its own host; the links are what says that a
+    further page exists. The adapter follows them, but only to the simulator's address."""
+    with HelpScoutSimulator(v3_page_info=False, link_base="https://api.helpscout.net") as sim:
+        conversation = sim.create_conversation(sim.add_customer("Carla"), "message 0")
+        for n in range(1, 60):
+            sim.add_customer_reply(conversation, f"message {n}")
+        adapter = make_adapter(sim)
+        pages = SeenCalls(sim, lambda call: call.endpoint == "threads_v3",
+                          lambda call: query(call.url))
+        messages = adapter.list_messages(adapter.get_ticket(str(conversation)))
+        assert [m.body for m in messages] == [f"message {n}" for n in range(60)]
+        assert [page.get("page") for page in pages] == ["1", "2"]
+
+
+def test_a_next_link_to_another_path_is_not_followed(
+    sim: HelpScoutSimulator, make_adapter: MakeAdapter, customer: int
+) -> None:
+    conversation = sim.create_conversation(customer, "hello")
+    sim.add_fault(Fault(endpoint="threads_v3", status=200, body={
+        "_embedded": {"threads": sim.threads(conversation)},
+        "_links": {"next": {"href": f"{sim.url}/v2/users/me?page=2"}},
+    }))
+    adapter = make_adapter(sim)
+    with pytest.raises(MalformedResponse, match="next link"):
+        adapter.list_messages(adapter.get_ticket(str(conversation)))
+    assert sim.call_count("users_me") == 0
+
+
 def test_malformed_threads_are_skipped_with_a_warning_naming_the_conversation(
     sim: HelpScoutSimulator, make_adapter: MakeAdapter, customer: int,
     caplog: pytest.LogCaptureFixture,
@@ -562,6 +593,33 @@ def test_per_minute_limit_counts_writes_twice_and_parks_long_waits(
         with pytest.raises(RateLimited) as limited:
             adapter.get_ticket(str(conversation))
         assert limited.value.retry_after is not None and limited.value.retry_after > 50
+
+
+def test_simulator_refuses_the_thirteenth_write_within_five_seconds(
+    sim: HelpScoutSimulator, make_adapter: MakeAdapter, customer: int
+) -> None:
+    conversation = sim.create_conversation(customer, "hello")
+    headers = make_adapter(sim).auth_headers()
+    url = f"{sim.url}/v2/conversations/{conversation}/notes"
+    answers = [requests.post(url, json={"text": f"note {n}"}, headers=headers, timeout=5)
+               for n in range(13)]
+    assert [a.status_code for a in answers[:12]] == [201] * 12
+    refused = answers[12]
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["X-RateLimit-Retry-After"]) <= 5
+    assert "Retry-After" not in refused.headers
+    assert requests.get(f"{sim.url}/v2/users/me", headers=headers, timeout=5).ok  # reads pass
+
+
+def test_drafts_in_a_burst_are_paced_under_the_write_limit(
+    sim: HelpScoutSimulator, make_adapter: MakeAdapter, customer: int
+) -> None:
+    conversations = [sim.create_conversation(customer, f"question {n}") for n in range(14)]
+    adapter = make_adapter(sim)
+    for conversation in conversations:
+        adapter.post_draft(str(conversation), "an answer")
+    writes = [c for c in sim.calls if c.endpoint == "reply_create"]
+    assert len(writes) == 14 and all(c.status == 201 for c in writes)  # none refused
 
 
 # ----- secrets -----------------------------------------------------------------------------------

@@ -11,22 +11,22 @@ from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from adapters.zendesk.simulator import ZendeskSimulator
+from connector.core.errors import ConfigError
 from connector.engine.idle import close_idle_sessions
-from connector.engine.runtime import Engine
-from connector.errors import ConfigError
-from connector.sandbox.uppzy_sim import UppzySimulator
+from connector.engine.runtime import Runtime
 from connector.store.db import session_scope
 from connector.store.models import ChatSession, Turn, utcnow
+from connector.testing.uppzy_sim import UppzySimulator
 
-MakeEngine = Callable[..., Engine]
+MakeEngine = Callable[..., Runtime]
 
 
-def sessions(engine: Engine) -> dict[str, ChatSession]:
+def sessions(engine: Runtime) -> dict[str, ChatSession]:
     with Session(engine.db) as db:
         return {s.session_id: s for s in db.exec(select(ChatSession))}
 
 
-def age(engine: Engine, session_id: str, hours: float) -> None:
+def age(engine: Runtime, session_id: str, hours: float) -> None:
     """Pretend the session's last question was asked ``hours`` ago."""
     with session_scope(engine.db) as db:
         chat = db.get(ChatSession, session_id)

@@ -16,15 +16,15 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from adapters.base import Message, Role
+from adapters.simulation import SimRequest, SimResponse
 from adapters.zendesk.simulator import ZendeskSimulator
-from connector.engine import ingest
-from connector.engine.runtime import Engine
-from connector.sandbox.server import SimRequest, SimResponse
-from connector.sandbox.uppzy_sim import UppzySimulator
+from connector.engine import conversation, ingest
+from connector.engine.runtime import Runtime
 from connector.store.db import session_scope
 from connector.store.models import TicketRecord, Turn, TurnState, utcnow
+from connector.testing.uppzy_sim import UppzySimulator
 
-MakeEngine = Callable[..., Engine]
+MakeEngine = Callable[..., Runtime]
 
 
 def reads(zendesk: ZendeskSimulator, tid: int) -> int:
@@ -37,14 +37,14 @@ def notes(zendesk: ZendeskSimulator, tid: int) -> list[str]:
     return [n["body"] for n in zendesk.notes_by(zendesk.bot_user_id) if n["ticket_id"] == tid]
 
 
-def row(engine: Engine, tid: int) -> TicketRecord:
+def row(engine: Runtime, tid: int) -> TicketRecord:
     with Session(engine.db) as db:
         record = db.exec(select(TicketRecord).where(TicketRecord.external_id == str(tid))).one()
         db.expunge(record)
         return record
 
 
-def calibrate(engine: Engine, zendesk: ZendeskSimulator) -> None:
+def calibrate(engine: Runtime, zendesk: ZendeskSimulator) -> None:
     """Two tickets whose reads hold a private message and match the count: trust is learned."""
     agent = zendesk.add_user("Agent", "agent", "agent@example.com")
     customer = zendesk.add_user("Calib", "end-user", "calib@example.org")
@@ -226,7 +226,7 @@ def test_counts_are_unknown_while_our_post_may_be_in_flight_or_after_a_reconcili
                     state=TurnState.POSTING, last_message_id="1", last_message_at=now))
         db.flush()
         engine.count_proofs["zd"] = {"6"}  # one other ticket proved it already
-        ingest._count_read(engine, db, record, messages, 1)
+        conversation._count_read(engine, db, record, messages, 1)
         assert record.known_messages is None
         assert "zd" in engine.counts_private  # the calibration itself does not depend on it
     with session_scope(engine.db) as db:
@@ -241,7 +241,7 @@ def test_counts_are_unknown_while_our_post_may_be_in_flight_or_after_a_reconcili
     assert _known(engine) is None
 
 
-def _known(engine: Engine) -> Any:
+def _known(engine: Runtime) -> Any:
     with Session(engine.db) as db:
         return db.exec(select(TicketRecord.known_messages)).one()
 

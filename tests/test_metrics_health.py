@@ -17,22 +17,22 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from adapters.simulation import Fault
 from adapters.zendesk.simulator import ZendeskSimulator
 from connector.config import OpsSettings
-from connector.engine.runtime import Engine
-from connector.errors import ConfigError
-from connector.logs import JsonFormatter, TextFormatter, tag_instance
-from connector.ops import Ops, start_ops
-from connector.ops_server import MAX_BODY, OpsResponse
-from connector.sandbox.server import Fault
-from connector.sandbox.uppzy_sim import UppzySimulator
+from connector.core.errors import ConfigError
+from connector.core.logs import JsonFormatter, TextFormatter, tag_instance
+from connector.daemon.ops import Ops, start_ops
+from connector.daemon.ops_server import MAX_BODY, OpsResponse
+from connector.engine.runtime import Runtime
+from connector.testing.uppzy_sim import UppzySimulator
 
-MakeEngine = Callable[..., Engine]
+MakeEngine = Callable[..., Runtime]
 OPS = {"listen": "127.0.0.1:0"}
 
 
 @contextmanager
-def ops_for(engine: Engine) -> Iterator[Ops]:
+def ops_for(engine: Runtime) -> Iterator[Ops]:
     ops = start_ops(engine)
     try:
         yield ops
@@ -122,7 +122,7 @@ def helpdesk_down(sim: ZendeskSimulator) -> Iterator[None]:
         sim.start()  # the same port: the adapter's URL still points here
 
 
-def poll_until(engine: Engine, condition: Callable[[], bool], timeout: float = 15.0) -> None:
+def poll_until(engine: Runtime, condition: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         engine.poll("zd")

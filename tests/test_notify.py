@@ -17,17 +17,17 @@ import pytest
 from sqlmodel import Session
 from support import API_KEY
 
+from adapters.simulation import Fault, SimRequest, SimResponse, Simulator
 from adapters.zendesk.simulator import ZendeskSimulator
 from connector.config import NotificationSettings
-from connector.engine.runtime import Engine
-from connector.errors import ConfigError
-from connector.notify import Notifier
-from connector.ops import Ops, start_ops
-from connector.sandbox.server import Fault, SimRequest, SimResponse, Simulator
-from connector.sandbox.uppzy_sim import UppzySimulator
+from connector.core.errors import ConfigError
+from connector.daemon.notify import Notifier
+from connector.daemon.ops import Ops, start_ops
+from connector.engine.runtime import Runtime
 from connector.store.models import AdapterState, utcnow
+from connector.testing.uppzy_sim import UppzySimulator
 
-MakeEngine = Callable[..., Engine]
+MakeEngine = Callable[..., Runtime]
 SECRET = "hook-secret-4c1d"
 NO_OPS = {"enabled": False}
 GATE_LIMIT = 20.0

@@ -8,26 +8,26 @@ from collections.abc import Callable
 
 from sqlmodel import Session, select
 
+from adapters.simulation import Fault
 from adapters.zendesk.simulator import ZendeskSimulator
-from connector.engine.runtime import Engine
-from connector.errors import ConfigError
-from connector.sandbox.server import Fault
-from connector.sandbox.uppzy_sim import UppzySimulator
+from connector.core.errors import ConfigError
+from connector.engine.runtime import Runtime
 from connector.store.models import AdapterState, ChatSession, Feedback, Turn
+from connector.testing.uppzy_sim import UppzySimulator
 
-MakeEngine = Callable[..., Engine]
+MakeEngine = Callable[..., Runtime]
 
 
 def notes_per_ticket(zendesk: ZendeskSimulator) -> Counter[int]:
     return Counter(n["ticket_id"] for n in zendesk.notes_by(zendesk.bot_user_id))
 
 
-def turns(engine: Engine) -> list[Turn]:
+def turns(engine: Runtime) -> list[Turn]:
     with Session(engine.db) as db:
         return list(db.exec(select(Turn).order_by(Turn.id)))
 
 
-def drive(engine: Engine, until: Callable[[], bool], timeout: float = 20.0) -> None:
+def drive(engine: Runtime, until: Callable[[], bool], timeout: float = 20.0) -> None:
     """Run the daemon's jobs by hand until ``until()`` holds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -341,7 +341,7 @@ def test_helpdesk_auth_failure_pauses_that_adapter_only(
     bad = good.model_copy(update={"name": "zd-bad"})
     bad.auth = bad.auth.model_copy(update={"api_token": _secret("wrong-token")})
     config.adapters.append(bad)
-    engine = Engine(config)
+    engine = Runtime(config)
     engine.start()
     try:
         assert engine.run_once()
@@ -391,7 +391,7 @@ def test_shadow_mode_keeps_answers_and_compares_them_with_agents(
     assert {t.state for t in turns(engine)} == {"shadowed"}
     assert scores[close] > 0.6 > scores[far]
     assert scores[early] is not None
-    from connector.engine.status import collect
+    from connector.cli.status import collect
 
     shadow = collect(engine.config, engine.db)["adapters"][0]["shadow"]
     assert shadow == {"enabled": True, "answers": 3, "compared_with_agent_reply": 3,

@@ -27,11 +27,11 @@ from support import config_dict
 
 from adapters.zendesk.simulator import ZendeskSimulator
 from connector.config import parse_config
-from connector.engine.runtime import Engine
-from connector.sandbox.uppzy_sim import UppzySimulator
+from connector.engine.runtime import Runtime
 from connector.store import claims
 from connector.store.db import current_revision, make_engine, migrate, session_scope
 from connector.store.models import AdapterState, Turn, utcnow
+from connector.testing.uppzy_sim import UppzySimulator
 
 BASE_URL = os.environ.get(
     "CONNECTOR_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -242,7 +242,7 @@ def test_engine_reports_its_instance_and_runs_once_on_postgresql(
     customer = zendesk.add_user("C", "end-user", "c@example.org")
     tid = zendesk.create_ticket(customer, "Hello PostgreSQL")
     data = pg_config(tmp_path, uppzy, zendesk, pg_url, engine={"instance_id": "pg-test-1"})
-    engine = Engine(parse_config(data))
+    engine = Runtime(parse_config(data))
     engine.start()
     try:
         assert engine.run_once()

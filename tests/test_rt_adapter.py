@@ -19,7 +19,7 @@ from adapters.base import Message, Role
 from adapters.registry import adapter_class
 from adapters.rt import RTAdapter, RTSettings
 from adapters.rt.adapter import POLL_TYPES, check_messages
-from connector.errors import (
+from connector.core.errors import (
     AuthenticationFailed,
     BadRequest,
     ConfigError,

@@ -32,9 +32,9 @@ from sqlmodel import Session, select
 from support import API_KEY
 
 from connector.config import parse_config
-from connector.engine.runtime import Engine
-from connector.sandbox.uppzy_sim import UppzySimulator
+from connector.engine.runtime import Runtime
 from connector.store.models import Turn
+from connector.testing.uppzy_sim import UppzySimulator
 
 MARKER = "AI draft, Uppzy ref "
 STAFF = "[staff]"  # in every staff text: a question to Uppzy must never contain it
@@ -62,9 +62,9 @@ def rt_config(tmp_path: Path, uppzy: UppzySimulator, rt_server: RTServer) -> dic
 
 
 @pytest.fixture
-def engine(tmp_path: Path, uppzy: UppzySimulator, rt_server: RTServer) -> Iterator[Engine]:
+def engine(tmp_path: Path, uppzy: UppzySimulator, rt_server: RTServer) -> Iterator[Runtime]:
     """An engine whose cursor already stands after everything RT held before the test."""
-    built = Engine(parse_config(rt_config(tmp_path, uppzy, rt_server)))
+    built = Runtime(parse_config(rt_config(tmp_path, uppzy, rt_server)))
     built.start()
     built.poll("rt")
     time.sleep(RT_SECOND)
@@ -124,7 +124,7 @@ class Desk:
             assert not any(MARKER in t["Content"] or INTERNAL in t["Content"] for t in seen), ticket
 
 
-def turns(engine: Engine) -> list[Turn]:
+def turns(engine: Runtime) -> list[Turn]:
     with Session(engine.db) as db:
         return list(db.exec(select(Turn).order_by(Turn.id)))
 
@@ -135,7 +135,7 @@ def all_questions(uppzy: UppzySimulator) -> list[str]:
 
 # ----- in-process: the acceptance scenario -----------------------------------------------------
 def test_thirty_mixed_tickets_one_comment_per_customer_turn(
-    engine: Engine, rt_server: RTServer, uppzy: UppzySimulator, customers: list[RTUser]
+    engine: Runtime, rt_server: RTServer, uppzy: UppzySimulator, customers: list[RTUser]
 ) -> None:
     """Customer turns by REST and by mail get one comment each; staff replies, staff comments
     and our own comments get none; resolved tickets close their session once; a customer's

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from adapters.simulation import Fault
 from adapters.zendesk.simulator import ZendeskSimulator
-from connector.checks import run_checks
+from connector.cli.checks import run_checks
+from connector.cli.sessions import collect
 from connector.config import Config
-from connector.engine.runtime import Engine
-from connector.sandbox.server import Fault
-from connector.sandbox.uppzy_sim import UppzySimulator
-from connector.sessions_report import SessionsError, collect
+from connector.core.errors import SessionsError
+from connector.engine.runtime import Runtime
+from connector.testing.uppzy_sim import UppzySimulator
 
 
 def connector(*args: str) -> subprocess.CompletedProcess[str]:
@@ -32,11 +33,13 @@ def test_smoke_check_runs_the_rollout_checklist_in_a_throwaway_session(
     run = connector("check", "--smoke", "--config",
                     str(config_file(uppzy={"tenant_id": "tenant-1"})))
     assert run.returncode == 0, run.stdout + run.stderr
-    steps = re.findall(r"^(ok|failed)\s+(.+?)\s{2,}\s*(\d+) ms", run.stdout, re.MULTILINE)
+    steps = re.findall(r"^(ok|failed|skip)\s+(.+?)\s{2,}\s*(\d+) ms", run.stdout,
+                       re.MULTILINE)
     assert [(state, name) for state, name, _ms in steps] == [
-        ("ok", "config"), ("ok", "uppzy tenant limits"), ("ok", "uppzy sync chat"),
-        ("ok", "uppzy async chat"), ("ok", "uppzy feedback"), ("ok", "uppzy close session"),
-        ("ok", "adapter zd"),
+        ("ok", "config"), ("ok", "database"), ("ok", "uppzy tenant limits"),
+        ("ok", "uppzy site site-1"), ("ok", "uppzy sync chat"), ("ok", "uppzy async chat"),
+        ("ok", "uppzy feedback"), ("ok", "uppzy close session"), ("ok", "adapter zd"),
+        ("skip", "webhooks zd"), ("ok", "ops listener"),
     ]
     requests = uppzy.requests_for()
     assert [r["mode"] for r in requests] == ["sync", "async"]
@@ -52,8 +55,8 @@ def test_smoke_check_reports_each_failed_step_and_still_closes_the_session(
 ):
     uppzy.fail_ratio = 1.0  # every async request fails server-side
     uppzy.add_fault(Fault(endpoint="chat", status=503, body={"error": "overloaded"}, times=1))
-    results = {name: (ok, detail) for name, ok, detail, _s in run_checks(make_config(),
-                                                                          smoke=True)}
+    results = {r.name: (r.status == "ok", r.detail)
+               for r in run_checks(make_config(), smoke=True)}
     assert results["uppzy sync chat"] == (False, "HTTP 503: overloaded")
     assert results["uppzy async chat"][0] is False
     assert "failed: model backend unavailable" in results["uppzy async chat"][1]
@@ -65,8 +68,8 @@ def test_smoke_check_reports_each_failed_step_and_still_closes_the_session(
 # ----- sessions ----------------------------------------------------------------------------------
 @pytest.fixture
 def two_sessions(
-    make_engine: Callable[..., Engine], zendesk: ZendeskSimulator, uppzy: UppzySimulator
-) -> tuple[Engine, int, int]:
+    make_engine: Callable[..., Runtime], zendesk: ZendeskSimulator, uppzy: UppzySimulator
+) -> tuple[Runtime, int, int]:
     """One ticket answered and still open, one answered and then solved (session closed)."""
     customer = zendesk.add_user("C", "end-user", "c@example.org")
     still_open = zendesk.create_ticket(customer, "Is it open?")
@@ -79,7 +82,7 @@ def two_sessions(
 
 
 def test_sessions_join_ours_with_uppzys_list(
-    two_sessions: tuple[Engine, int, int], uppzy: UppzySimulator
+    two_sessions: tuple[Runtime, int, int], uppzy: UppzySimulator
 ):
     engine, still_open, solved = two_sessions
     uppzy.sessions_page_size = 1  # the list comes in pages
@@ -103,7 +106,7 @@ def test_sessions_join_ours_with_uppzys_list(
 
 
 def test_sessions_tolerate_another_list_shape_and_a_missing_list(
-    two_sessions: tuple[Engine, int, int], uppzy: UppzySimulator
+    two_sessions: tuple[Runtime, int, int], uppzy: UppzySimulator
 ):
     engine, still_open, _solved = two_sessions
     uppzy.add_fault(Fault(endpoint="sessions", status=200, times=1, body={"data": {"items": [
@@ -124,7 +127,7 @@ def test_sessions_tolerate_another_list_shape_and_a_missing_list(
 
 
 def test_sessions_command(
-    two_sessions: tuple[Engine, int, int], config_file: Callable[..., Path]
+    two_sessions: tuple[Runtime, int, int], config_file: Callable[..., Path]
 ):
     _engine, still_open, _solved = two_sessions
     path = str(config_file())

@@ -13,7 +13,8 @@ import pytest
 import requests
 
 import connector.uppzy as uppzy_module
-from connector.errors import (
+from adapters.simulation import Fault
+from connector.core.errors import (
     AuthenticationFailed,
     BadRequest,
     Conflict,
@@ -24,9 +25,8 @@ from connector.errors import (
     ServerError,
     TransportError,
 )
-from connector.http import HttpClient, RetryPolicy, Timeouts
-from connector.sandbox.server import Fault
-from connector.sandbox.uppzy_sim import UppzySimulator
+from connector.core.http import HttpClient, RetryPolicy, Timeouts
+from connector.testing.uppzy_sim import UppzySimulator
 from connector.uppzy import AsyncStatus, ChatAnswer, UppzyClient
 
 KEY = "sk-uppzy-test-7f3a9c51d2e8b4"

@@ -23,29 +23,29 @@ from adapters.base import Adapter
 from adapters.freshdesk.adapter import FreshdeskAdapter, FreshdeskSettings
 from adapters.freshdesk.simulator import FreshdeskSimulator
 from adapters.helpscout.simulator import HelpScoutSimulator
-from adapters.webhooks import (
+from adapters.signatures import (
     HelpScoutSignature,
     HubSignatureSha1,
     SharedSecretHeader,
-    WebhookPayloadError,
     ZendeskSignature,
     post_webhook,
     scheme_for,
     ticket_id,
 )
+from adapters.simulation import Simulator
 from adapters.zammad.simulator import ZammadSimulator
 from adapters.zendesk.adapter import ZendeskAdapter
 from adapters.zendesk.simulator import ZendeskSimulator
 from connector.config import parse_config
-from connector.engine.runtime import Engine
-from connector.ops import Ops, start_ops
-from connector.ops_server import MAX_BODY
-from connector.sandbox.server import Simulator
-from connector.sandbox.uppzy_sim import UppzySimulator
-from connector.scheduler import Daemon
+from connector.core.errors import WebhookPayloadError
+from connector.daemon.ops import Ops, start_ops
+from connector.daemon.ops_server import MAX_BODY
+from connector.daemon.scheduler import Daemon
+from connector.daemon.webhook_route import DeliveryLog, register_webhooks
+from connector.engine.runtime import Runtime
 from connector.store.db import session_scope
 from connector.store.models import TicketRecord
-from connector.webhooks import DeliveryLog, register_webhooks
+from connector.testing.uppzy_sim import UppzySimulator
 
 SECRET = "whsec-3f9a1c77b2e04d5e"
 CUSTOMER_TEXT = "Where is parcel 7781? private-customer-words"
@@ -101,7 +101,7 @@ VENDORS = [
 class Stack:
     vendor: Vendor
     sim: Any
-    engine: Engine
+    engine: Runtime
     ops: Ops
     polls: list[str]
 
@@ -122,7 +122,7 @@ class Stack:
 @pytest.fixture
 def make_stack(tmp_path: Path, uppzy: UppzySimulator) -> Iterator[Callable[..., Stack]]:
     """A simulator, an engine on it (poll every 60 s) and the ops listener with webhooks."""
-    started: list[tuple[Simulator, Engine, Ops]] = []
+    started: list[tuple[Simulator, Runtime, Ops]] = []
 
     def build(vendor: Vendor, **adapter: Any) -> Stack:
         sim = vendor.make_sim().start()
@@ -136,7 +136,7 @@ def make_stack(tmp_path: Path, uppzy: UppzySimulator) -> Iterator[Callable[..., 
             "engine": {"tick": "0.1s"},
             "ops": {"listen": "127.0.0.1:0"},
         })
-        engine = Engine(config)
+        engine = Runtime(config)
         engine.start()
         ops = start_ops(engine, serve=True)
         started.append((sim, engine, ops))

@@ -15,12 +15,14 @@ import requests
 from pydantic import ValidationError
 from support import SeenCalls
 
-from adapters.base import BearerTokenAuth, ChangePage, Role, Ticket
+from adapters.auth import BearerTokenAuth
+from adapters.base import ChangePage, Role, Ticket
 from adapters.registry import adapter_class
+from adapters.simulation import Fault
 from adapters.text import body_text
 from adapters.zammad import ZammadAdapter, ZammadSettings
 from adapters.zammad.simulator import ZammadSimulator
-from connector.errors import (
+from connector.core.errors import (
     AuthenticationFailed,
     MalformedResponse,
     NotFound,
@@ -28,7 +30,6 @@ from connector.errors import (
     RateLimited,
     ServerError,
 )
-from connector.sandbox.server import Fault
 
 TOKEN_AUTH = {"token": "zammad-token"}
 BEARER_AUTH = {"access_token": "zammad-oauth"}
@@ -135,6 +136,23 @@ def test_check_names_the_bot_agent(
 ) -> None:
     description = make_adapter(sim, auth=auth).check()
     assert description == f"user {sim.bot_user_id} (Uppzy Bot), roles: Agent"
+
+
+def test_expired_tokens_are_refused_like_wrong_ones(make_adapter: MakeAdapter) -> None:
+    """Zammad's OAuth2 access tokens live two hours; a personal access token may carry an
+    expiry date. The adapter cannot renew either (it holds no refresh token): it reports an
+    authentication failure, which pauses it."""
+    with ZammadSimulator(access_token_lifetime=0) as sim:
+        with pytest.raises(AuthenticationFailed):
+            make_adapter(sim, auth={"access_token": "zammad-oauth"}).check()
+        sim.add_api_token(sim.bot_user_id, "old-pat",
+                          expires_at=datetime.now(UTC) - timedelta(days=1))
+        with pytest.raises(AuthenticationFailed):
+            make_adapter(sim, auth={"token": "old-pat"}).check()
+        sim.add_api_token(sim.bot_user_id, "dated-pat",
+                          expires_at=datetime.now(UTC) + timedelta(days=1))
+        assert make_adapter(sim, auth={"token": "dated-pat"}).check().startswith("user ")
+        assert make_adapter(sim).check().startswith("user ")  # no expiry date: no expiry
 
 
 @pytest.mark.parametrize("auth", [{"token": "wrong"}, {"access_token": "wrong"}],

@@ -18,9 +18,10 @@ from support import SeenCalls
 
 from adapters.base import ChangePage, Role
 from adapters.registry import adapter_class
+from adapters.simulation import Fault
 from adapters.zendesk import ZendeskAdapter, ZendeskSettings
 from adapters.zendesk.simulator import ZendeskSimulator
-from connector.errors import (
+from connector.core.errors import (
     AuthenticationFailed,
     MalformedResponse,
     NotFound,
@@ -28,7 +29,6 @@ from connector.errors import (
     RateLimited,
     ServerError,
 )
-from connector.sandbox.server import Fault
 
 TOKEN_AUTH = {"email": "bot@example.com", "api_token": "zd-token"}
 BEARER_AUTH = {"access_token": "zd-oauth"}
@@ -108,11 +108,31 @@ def test_adapter_is_found_through_its_entry_point() -> None:
 
 # ----- check -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("auth", [TOKEN_AUTH, BEARER_AUTH], ids=["api-token", "oauth"])
-def test_check_names_the_bot_agent(
+def test_check_names_the_bot_admin(
     sim: ZendeskSimulator, make_adapter: MakeAdapter, auth: dict[str, str]
 ) -> None:
     description = make_adapter(sim, auth=auth).check()
-    assert description == f"agent {sim.bot_user_id} (Uppzy Bot)"
+    assert description == f"admin {sim.bot_user_id} (Uppzy Bot)"
+
+
+def test_check_refuses_an_agent_because_the_export_needs_an_admin(
+    make_adapter: MakeAdapter,
+) -> None:
+    with ZendeskSimulator(exclude_newest=0, bot_role="agent") as sim:
+        adapter = make_adapter(sim, auth=BEARER_AUTH)
+        with pytest.raises(PermissionDenied) as refused:
+            adapter.check()
+        assert "admin" in str(refused.value) and "incremental export" in str(refused.value)
+        assert "adapters[" in str(refused.value)
+
+
+def test_simulator_export_refuses_an_agent(make_adapter: MakeAdapter) -> None:
+    """Fact: the incremental ticket export is allowed for admins only."""
+    with ZendeskSimulator(exclude_newest=0, bot_role="agent") as sim:
+        adapter = make_adapter(sim, auth=BEARER_AUTH)
+        with pytest.raises(PermissionDenied) as refused:
+            adapter.poll_changes(None, LONG_AGO)
+        assert refused.value.status == 403 and "admin" in str(refused.value)
 
 
 @pytest.mark.parametrize(
@@ -248,8 +268,10 @@ def test_malformed_export_items_are_skipped_and_the_rest_kept(
         "tickets": [sim.ticket_json(good[0]), broken, "not a ticket", sim.ticket_json(good[1])],
         "after_cursor": "next-please", "end_of_stream": True,
     }))
+    adapter = make_adapter(sim)
+    caplog.clear()  # the API token's retirement warning
     with caplog.at_level(logging.WARNING, logger="adapters.zendesk"):
-        page = make_adapter(sim).poll_changes(None, LONG_AGO)
+        page = adapter.poll_changes(None, LONG_AGO)
     assert ids([page]) == [str(good[0]), str(good[1])]
     assert page.cursor == "next-please"
     assert len(caplog.records) == 2 and "secret customer words" not in caplog.text
@@ -545,3 +567,99 @@ def test_secrets_never_reach_the_logs(
     assert "retry" in caplog.text and "ticket_show" in caplog.text  # logging did happen
     for secret in ("zd-token", "zd-oauth", basic, "wrong-token", "wrong-oauth"):
         assert secret not in text
+
+
+# ----- drafts as the agent must see them ---------------------------------------------------------
+THREE_PARAGRAPHS = (
+    "Hello Carla,\n\nYour order {{ticket.id}} ships today.\nTracking follows.\n\n"
+    "Best regards\n\n— AI draft, Uppzy ref req-1"
+)
+
+
+def test_draft_keeps_paragraphs_and_placeholders_literal(
+    sim: ZendeskSimulator, make_adapter: MakeAdapter
+) -> None:
+    customer = sim.add_user("Carla", "end-user")
+    number = sim.create_ticket(customer, "where is my order?")
+    posted = make_adapter(sim).post_draft(str(number), THREE_PARAGRAPHS)
+
+    note = sim.comments(number)[-1]
+    assert note["id"] == int(posted.external_id) and note["public"] is False
+    assert sim.placeholders_rendered == 0
+    assert note["html_body"].count("<p>") == 4  # three paragraphs and the marker's
+    assert "{{" not in note["html_body"]  # nothing left for the placeholder engine
+    assert note["plain_body"] == THREE_PARAGRAPHS  # what the agent reads: the answer as written
+
+
+def test_simulator_renders_placeholders_in_api_comments(sim: ZendeskSimulator) -> None:
+    """Fact (unverified, assumed the worst): ``{{...}}`` in an API comment is rendered."""
+    customer = sim.add_user("Carla", "end-user")
+    number = sim.create_ticket(customer, "hi")
+    answer = requests.put(
+        f"{sim.url}/api/v2/tickets/{number}.json", timeout=5,
+        headers={"Authorization": "Bearer zd-oauth"},
+        json={"ticket": {"comment": {"body": "Ticket {{ticket.id}}{{unknown}}", "public": False}}},
+    )
+    assert answer.status_code == 200
+    assert sim.comments(number)[-1]["body"] == f"Ticket {number}"
+
+
+# ----- the export's own limit and support types --------------------------------------------------
+def test_export_429_does_not_hold_back_posts_and_reads(
+    sim: ZendeskSimulator, make_adapter: MakeAdapter
+) -> None:
+    customer = sim.add_user("Carla", "end-user")
+    number = sim.create_ticket(customer, "question")
+    adapter = make_adapter(sim)
+    sim.add_fault(Fault(endpoint="incremental_tickets", status=429, retry_after=30, times=None))
+    with pytest.raises(RateLimited) as limited:
+        adapter.poll_changes(None, LONG_AGO)
+    assert limited.value.retry_after is not None and limited.value.retry_after >= 25
+    ticket = adapter.get_ticket(str(number))
+    assert adapter.list_messages(ticket)
+    for n in range(20):
+        adapter.post_draft(str(number), f"answer {n}")
+    assert sim.call_count("ticket_update") == 20
+    assert sim.call_count("incremental_tickets") == 1  # the export waits its Retry-After
+    with pytest.raises(RateLimited):
+        adapter.poll_changes(None, LONG_AGO)
+    assert sim.call_count("incremental_tickets") == 1
+
+
+def test_simulator_limits_the_export_to_ten_requests_a_minute(make_adapter: MakeAdapter) -> None:
+    """Fact: the incremental exports allow 10 requests a minute, apart from other endpoints."""
+    with ZendeskSimulator(exclude_newest=0, export_rate_limit=10) as sim:
+        customer = sim.add_user("Carla", "end-user")
+        number = sim.create_ticket(customer, "question")
+        statuses = [
+            requests.get(f"{sim.url}/api/v2/incremental/tickets/cursor.json", timeout=5,
+                         params={"start_time": 0}, headers={"Authorization": "Bearer zd-oauth"})
+            for _ in range(11)
+        ]
+        assert [r.status_code for r in statuses] == [200] * 10 + [429]
+        assert 0 < int(statuses[-1].headers["Retry-After"]) <= 60
+        shown = requests.get(f"{sim.url}/api/v2/tickets/{number}.json", timeout=5,
+                             headers={"Authorization": "Bearer zd-oauth"})
+        assert shown.status_code == 200
+
+
+def test_export_lists_tickets_ai_agents_handle(
+    sim: ZendeskSimulator, make_adapter: MakeAdapter
+) -> None:
+    customer = sim.add_user("Carla", "end-user")
+    people = str(sim.create_ticket(customer, "for a person"))
+    machine = sim.create_ticket(customer, "for the AI agent")
+    sim.set_support_type(machine, "ai_agent")
+    urls = export_urls(sim)
+    pages, _ = walk(make_adapter(sim), None)
+    assert sorted(ids(pages)) == sorted([people, str(machine)])
+    assert all(query(u)["support_type_scope"] == ["all"] for u in urls)
+
+
+def test_simulator_export_leaves_ai_agent_tickets_out_by_default(sim: ZendeskSimulator) -> None:
+    """Fact: ``support_type_scope`` defaults to ``agent``."""
+    customer = sim.add_user("Carla", "end-user")
+    sim.set_support_type(sim.create_ticket(customer, "for the AI agent"), "ai_agent")
+    answer = requests.get(f"{sim.url}/api/v2/incremental/tickets/cursor.json", timeout=5,
+                          params={"start_time": 0}, headers={"Authorization": "Bearer zd-oauth"})
+    assert answer.json()["tickets"] == []

@@ -18,38 +18,49 @@ gets the synthetic id ``desc:<ticket>``.
 
 from __future__ import annotations
 
-import base64
-import email.utils
-import json
 import logging
 import re
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from itertools import takewhile
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from itertools import chain
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
-from adapters import webhooks
+from adapters import signatures
+from adapters.auth import StaticCredentials, basic_authorization
 from adapters.base import (
-    Adapter,
     AdapterSettings,
     Capabilities,
     ChangePage,
+    FilteredSettings,
     Message,
     Posted,
     Role,
     Ticket,
     as_dict,
 )
-from adapters.payload import json_object, numeric_id, parse_time, path_number
+from adapters.freshdesk import positions
+from adapters.freshdesk.authors import Authors
+from adapters.freshdesk.positions import FeedCursor, Position
+from adapters.paging import follow_pages
+from adapters.payload import (
+    json_object,
+    numeric_id,
+    parse_time,
+    path_number,
+    record_id,
+    text_or_none,
+    text_set,
+)
+from adapters.replay import FeedOrder, ReplayAdapter
 from adapters.text import body_text, clean_body, text_to_html
-from connector.durations import Duration
-from connector.errors import MalformedResponse, NotFound, PermissionDenied
-from connector.http import CallObserver, Response
-from connector.redact import register_secret
+from adapters.times import iso_seconds, server_time, whole_second
+from connector.core.durations import Duration
+from connector.core.errors import BadRequest, MalformedResponse, NotFound, PermissionDenied
+from connector.core.http import CallObserver, Response
 
 log = logging.getLogger(__name__)
 
@@ -59,33 +70,25 @@ RESOLVED_STATUS_IDS = frozenset({4, 5})
 SOURCES = {1: "email", 2: "portal", 3: "phone", 7: "chat", 9: "feedback_widget",
            10: "outbound_email"}
 OUTBOUND_EMAIL = 10  # the ticket was opened by an agent: its description is the agent's words
-MAX_PAGE = 300  # Freshdesk's documented page-depth cap on list endpoints
 MAX_CONVERSATION_PAGES = 50
-MAX_BACKFILL_PAGES = 10_000  # a bound for the loop, far beyond any account's ticket list
-SETTLE = 5.0  # seconds after which no further change can land in a past updated_at second
 STATUS_REFRESH = 600.0  # seconds before an unknown status id may trigger another ticket_fields read
-CURSOR_VERSION = 2
-REMOVED_VIEWS = ("deleted", "spam")  # list filters for tickets the plain list leaves out
 _DIGITS = re.compile(r"[0-9]+")
 _NEXT_LINK = re.compile(r'<[^>]*>\s*;\s*rel="?next"?')
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
-class FreshdeskAuth(BaseModel):
+class FreshdeskAuth(StaticCredentials):
     """An agent's API key; Freshdesk takes it as the Basic user name with any password."""
-
-    model_config = ConfigDict(extra="forbid")
 
     api_key: SecretStr = Field(min_length=1)
 
+    def authorization(self) -> str:
+        return basic_authorization(self.api_key, "X")
 
-class FreshdeskSettings(AdapterSettings):
-    """One Freshdesk account. ``url`` is the account root, e.g. ``https://acme.freshdesk.com``.
 
-    The filters narrow which tickets the engine sees; a ticket must match every filter that is
-    set (``tags``: at least one of the listed tags).
-    """
+class FreshdeskSettings(FilteredSettings):
+    """One Freshdesk account. ``url`` is the account root, e.g. ``https://acme.freshdesk.com``."""
 
+    api_suffix = "/api/v2"
     type: Literal["freshdesk"]
     auth: FreshdeskAuth
     page_size: int = Field(
@@ -103,130 +106,47 @@ class FreshdeskSettings(AdapterSettings):
         default=300.0, ge=0,
         description="How often trash and spam are checked for removed tickets (0: every poll).",
     )
-    group_ids: list[int] = Field(default_factory=list)
     product_ids: list[int] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
     webhook_secret_header: str = Field(
-        default=webhooks.DEFAULT_SECRET_HEADER, pattern=r"^[A-Za-z0-9-]{1,64}$",
+        default=signatures.DEFAULT_SECRET_HEADER, pattern=r"^[A-Za-z0-9-]{1,64}$",
         description="The custom header in which the automation rule sends webhook_secret.",
     )
 
-    @field_validator("url")
-    @classmethod
-    def _account_root(cls, value: str) -> str:
-        """Accept the API base people copy from Freshdesk's docs; we add ``/api/v2`` ourselves."""
-        return value.removesuffix("/api/v2")
 
+class FreshdeskAdapter(ReplayAdapter):
+    """Freshdesk over its REST API v2.
 
-@dataclass(frozen=True)
-class _Position:
-    """Where the ticket list resumes: a fresh query from ``since``, at ``page`` of it.
-
-    ``seen`` holds tickets already reported whose ``updated_at`` is ``since`` itself, read after
-    that second had settled: the next query returns them again (``updated_since`` includes its
-    second) and they are skipped. A ticket read while its second was young is not kept there,
-    because a further change within the same second leaves ``updated_at`` unchanged.
-    ``newest`` is the newest ``updated_at`` read on the pages of this query so far.
+    Backfill replays the ticket list, which is ordered by ``updated_at``.
     """
-
-    since: datetime
-    page: int = 1
-    seen: frozenset[str] = frozenset()
-    newest: datetime | None = None
-
-
-@dataclass(frozen=True)
-class _Sweep:
-    """The look into trash and spam, which the ticket list leaves out.
-
-    ``at`` is when the last round began (server clock), ``anchors`` the ``updated_since`` of each
-    view, ``pending`` the views still to read in the current round.
-    """
-
-    at: datetime
-    anchors: dict[str, datetime]
-    pending: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class _Cursor:
-    feed: _Position
-    sweep: _Sweep
-
-    @classmethod
-    def start(cls, when: datetime) -> _Cursor:
-        return cls(_Position(when), _Sweep(when, dict.fromkeys(REMOVED_VIEWS, when)))
-
-    def encode(self) -> str:
-        feed, sweep = self.feed, self.sweep
-        return json.dumps({
-            "v": CURSOR_VERSION, "since": _text(feed.since), "page": feed.page,
-            "newest": _text(feed.newest or feed.since), "seen": sorted(feed.seen, key=int),
-            "swept": _text(sweep.at), "removed": {k: _text(v) for k, v in sweep.anchors.items()},
-            "sweep": list(sweep.pending),
-        }, separators=(",", ":"))
-
-    @classmethod
-    def decode(cls, cursor: str) -> _Cursor | None:
-        try:
-            data = json.loads(cursor)
-            if data["v"] != CURSOR_VERSION:
-                return None
-            page, seen, pending = data["page"], data["seen"], tuple(data["sweep"])
-            times = [parse_time(data[key]) for key in ("since", "newest", "swept")]
-            anchors = {view: parse_time(data["removed"][view]) for view in REMOVED_VIEWS}
-        except (ValueError, TypeError, KeyError):
-            return None
-        valid = (
-            isinstance(page, int) and page >= 1 and isinstance(seen, list)
-            and all(isinstance(i, str) and _DIGITS.fullmatch(i) for i in seen)
-            and set(pending) <= set(REMOVED_VIEWS)
-        )
-        since, newest, swept = times
-        if not valid or since is None or newest is None or swept is None:
-            return None
-        if any(anchor is None for anchor in anchors.values()):
-            return None
-        return cls(_Position(since, page, frozenset(seen), newest),
-                   _Sweep(swept, {k: v for k, v in anchors.items() if v}, pending))
-
-
-class FreshdeskAdapter(Adapter):
-    """Freshdesk over its REST API v2."""
 
     type_name = "freshdesk"
     capabilities = Capabilities(drafts=False, webhook="shared-secret-header")
     settings_model = FreshdeskSettings
     simulator = "adapters.freshdesk.simulator:FreshdeskSimulator"
+    feed_order = FeedOrder.LATEST_CHANGE
 
     settings: FreshdeskSettings
 
     def __init__(self, settings: AdapterSettings, *, observer: CallObserver | None = None) -> None:
         super().__init__(settings, observer=observer)
-        self.authorization = _authorization(self.settings.auth)
         self._status_names: dict[int, str] | None = None
         self._statuses_loaded_at = 0.0
         self._system_users = frozenset(str(user) for user in self.settings.system_user_ids)
+        self._authors = Authors(self.http, self.name)
+        self._plain_removed_views = False
 
     # ----- reads -----------------------------------------------------------------------------
     def check(self) -> str:
         """Who we are; an agent whose scope is not global would miss tickets, so it is shown."""
-        resp = self.http.request("GET", "/api/v2/agents/me", endpoint="agents_me")
-        agent = json_object(resp.data, "agents_me")
-        agent_id = numeric_id(agent.get("id"))
-        if agent_id is None:
-            raise MalformedResponse(f"{self.name} agents_me: no agent id", endpoint="agents_me")
-        name = as_dict(agent.get("contact")).get("name") or "unnamed"
-        scope = {1: "global", 2: "group", 3: "restricted"}.get(agent.get("ticket_scope"), "?")
-        return f"agent {agent_id} ({name}; ticket scope {scope})"
+        agent = self.read_account("/api/v2/agents/me", "agents_me")
+        name = as_dict(agent.record.get("contact")).get("name") or "unnamed"
+        scope = {1: "global", 2: "group", 3: "restricted"}.get(agent.record.get("ticket_scope"),
+                                                               "?")
+        return f"agent {agent.id} ({name}; ticket scope {scope})"
 
     def poll_changes(self, cursor: str | None, start_from: datetime) -> ChangePage:
         """One page of the ticket list, or of the trash/spam sweep that follows it now and then."""
-        state = _Cursor.decode(cursor) if cursor else None
-        if state is None:
-            if cursor:
-                log.warning("%s: unreadable cursor, starting from start_from", self.name)
-            state = _Cursor.start(_whole_second(start_from))
+        state = FeedCursor.resume(cursor, FeedCursor.start(whole_second(start_from)), self.name)
         if state.sweep.pending:
             return self._sweep_page(state)
         return self._feed_page(state)
@@ -237,11 +157,11 @@ class FreshdeskAdapter(Adapter):
     def list_messages(self, ticket: Ticket) -> list[Message]:
         raw = self._view(ticket.external_id)
         current = self._ticket(raw)
-        messages = [self._description(raw, current)]
-        messages.extend(
-            message for item in self._conversations(current.external_id)
-            if (message := self._message(item, current)) is not None
-        )
+        messages = [self._description(raw, current), *self.read_entries(
+            self._conversations(current.external_id),
+            f"a conversation on ticket {current.external_id}",
+            lambda entry, entry_id, at: self._message(entry, entry_id, at, current),
+        )]
         # Freshdesk lists conversations oldest first; a stable sort keeps that order on ties.
         return sorted(messages, key=lambda m: m.created_at)
 
@@ -253,43 +173,26 @@ class FreshdeskAdapter(Adapter):
             "POST", f"{TICKETS_PATH}/{number}/notes", endpoint="ticket_note",
             json_body={"body": text_to_html(text), "private": True}, idempotent=False,
         )
-        note_id = numeric_id(as_dict(resp.data).get("id"))
-        if note_id is None:
-            raise MalformedResponse(
-                f"{self.name} ticket_note: note added to ticket {number} but no id in the answer",
-                status=resp.status, endpoint="ticket_note",
-            )
-        return Posted(note_id, "note")
+        return Posted(self.answered_id(resp, "ticket_note", number, "note"), "note")
 
-    def list_tickets(self, since: datetime, until: datetime | None) -> Iterator[list[Ticket]]:
-        """The ticket list again, from ``since``, with a position that lives only here.
-
-        The list is ordered by ``updated_at``, so the listing ends at the first ticket changed
-        after ``until``: the window is about a ticket's latest change. Trash and spam are left
-        out, as backfill looks for customers still waiting.
-        """
-        feed = _Position(_whole_second(since))
-        for _ in range(MAX_BACKFILL_PAGES):
-            tickets, feed, more, _ = self._step(feed)
-            inside = list(takewhile(
-                lambda t: until is None or t.updated_at is None or t.updated_at <= until, tickets,
-            ))
-            yield inside
-            if len(inside) < len(tickets) or not more:
-                return
-        log.warning("%s: backfill listing stopped after %d pages", self.name, MAX_BACKFILL_PAGES)
+    def replay_page(
+        self, position: Position | None, since: datetime
+    ) -> tuple[list[Ticket], Position | None]:
+        """A step of the ticket list alone: trash and spam are left out, as backfill looks
+        for customers still waiting."""
+        tickets, after, more, _ = self._step(position or Position(whole_second(since)))
+        return tickets, after if more else None
 
     # ----- change feed -----------------------------------------------------------------------
-    def _feed_page(self, state: _Cursor) -> ChangePage:
+    def _feed_page(self, state: FeedCursor) -> ChangePage:
         """A step of the ticket list; once it has no more for now, a sweep round when due."""
         tickets, after, more, now = self._step(state.feed)
         sweep = state.sweep
-        interval = self.settings.removed_check_interval
-        if not more and (now - sweep.at).total_seconds() >= interval:
-            sweep, more = replace(sweep, at=now, pending=REMOVED_VIEWS), True
-        return ChangePage(tickets, _Cursor(after, sweep).encode(), more)
+        if not more and (now - sweep.at).total_seconds() >= self.settings.removed_check_interval:
+            sweep, more = sweep.begin(now), True
+        return ChangePage(tickets, FeedCursor(after, sweep).dump(), more)
 
-    def _step(self, feed: _Position) -> tuple[list[Ticket], _Position, bool, datetime]:
+    def _step(self, feed: Position) -> tuple[list[Ticket], Position, bool, datetime]:
         """One fresh query from ``feed``: its new tickets, the position after it, whether more
         pages exist now, and the server's clock."""
         resp, rows = self._list_page(feed.since, feed.page)
@@ -297,40 +200,51 @@ class FreshdeskAdapter(Adapter):
                    if not (ticket.updated_at == feed.since and ticket.external_id in feed.seen)
                    and self._wanted(raw)]
         more = _full(resp, self.settings.page_size)
-        now = _server_time(resp)
-        after = _next(feed, [t for t, _ in rows], more, now)
+        now = server_time(resp.headers)
+        after = feed.after([t for t, _ in rows], more, now)
         return tickets, self._past_the_cap(feed) if after is feed else after, more, now
 
-    def _sweep_page(self, state: _Cursor) -> ChangePage:
+    def _sweep_page(self, state: FeedCursor) -> ChangePage:
         """One page of trash or spam: tickets removed there since the last round, as resolved.
 
         The ticket list never shows them again, so without this their Uppzy sessions would
-        stay open. Each view keeps its own anchor; a full page moves it and reads on. The next
-        round starts ``SETTLE`` seconds before this one began, so a ticket removed just then may
-        be reported twice, never not at all.
+        stay open. Whether these views honour ``updated_since`` and ``order_by`` is not
+        documented, so nothing here relies on it: every page of the view is read, in whatever
+        order it comes, and the tickets are kept by their own ``updated_at``.
         """
         sweep = state.sweep
         view, anchor = sweep.pending[0], sweep.anchors[sweep.pending[0]]
-        resp, rows = self._list_page(anchor, 1, view)
-        fresh = [(t, raw) for t, raw in rows if t.updated_at and t.updated_at >= anchor]
-        tickets = [replace(t, resolved=True) for t, raw in fresh if self._wanted(raw)]
-        newest = max((t.updated_at for t, _ in fresh if t.updated_at), default=anchor)
-        if _full(resp, self.settings.page_size) and newest > anchor:
-            anchors, pending = {**sweep.anchors, view: newest}, sweep.pending
-        else:
-            settled = sweep.at.replace(microsecond=0) - timedelta(seconds=SETTLE)
-            anchors, pending = {**sweep.anchors, view: max(anchor, settled)}, sweep.pending[1:]
-        after = _Cursor(state.feed, replace(sweep, anchors=anchors, pending=pending))
-        return ChangePage(tickets, after.encode(), bool(pending))
+        resp, rows = self._removed_page(view, anchor, sweep.page)
+        tickets = [replace(t, resolved=True) for t, raw in rows
+                   if t.updated_at and t.updated_at >= anchor and self._wanted(raw)]
+        after = sweep.after(_full(resp, self.settings.page_size))
+        return ChangePage(tickets, FeedCursor(state.feed, after).dump(), bool(after.pending))
+
+    def _removed_page(
+        self, view: str, since: datetime, page: int
+    ) -> tuple[Response, list[tuple[Ticket, dict[str, Any]]]]:
+        """A page of a removed view, with ``updated_since`` to reach tickets created more than
+        30 days ago, unless Freshdesk refused that combination once (then without it)."""
+        if not self._plain_removed_views:
+            try:
+                return self._list_page(since, page, view)
+            except BadRequest:
+                log.warning("%s: Freshdesk refuses updated_since on filter=%s; trash and spam "
+                            "are read without it from now on", self.name, view)
+                self._plain_removed_views = True
+        return self._list_page(None, page, view)
 
     def _list_page(
-        self, since: datetime, page: int, view: str | None = None
+        self, since: datetime | None, page: int, view: str | None = None
     ) -> tuple[Response, list[tuple[Ticket, dict[str, Any]]]]:
-        params: dict[str, Any] = {
-            "updated_since": _text(since), "order_by": "updated_at", "order_type": "asc",
-            "per_page": self.settings.page_size, "page": page,
-        }
-        if view is not None:
+        """A page of the ticket list, or of a removed ``view`` (which is not asked for an
+        order: none is documented for it)."""
+        params: dict[str, Any] = {"per_page": self.settings.page_size, "page": page}
+        if since is not None:
+            params["updated_since"] = iso_seconds(since)
+        if view is None:
+            params.update(order_by="updated_at", order_type="asc")
+        else:
             params["filter"] = view
         resp = self.http.request("GET", TICKETS_PATH, endpoint="tickets_list", params=params)
         if not isinstance(resp.data, list):
@@ -339,13 +253,13 @@ class FreshdeskAdapter(Adapter):
         return resp, [row for index, item in enumerate(resp.data)
                       if (row := self._list_item(index, item)) is not None]
 
-    def _past_the_cap(self, position: _Position) -> _Position:
+    def _past_the_cap(self, position: Position) -> Position:
         log.warning(
             "%s: more than %d pages of tickets updated at %s; continuing one second later, "
-            "tickets of that second beyond the cap are not reported", self.name, MAX_PAGE,
-            _text(position.since),
+            "tickets of that second beyond the cap are not reported", self.name,
+            positions.MAX_PAGE, iso_seconds(position.since),
         )
-        return _Position(position.since + timedelta(seconds=1))
+        return Position(position.since + timedelta(seconds=1))
 
     def _list_item(self, index: int, item: Any) -> tuple[Ticket, dict[str, Any]] | None:
         """One list entry, or None when it is unusable (the page goes on)."""
@@ -362,15 +276,7 @@ class FreshdeskAdapter(Adapter):
         return ticket, raw
 
     def _wanted(self, raw: dict[str, Any]) -> bool:
-        settings = self.settings
-        if settings.group_ids and raw.get("group_id") not in settings.group_ids:
-            return False
-        if settings.product_ids and raw.get("product_id") not in settings.product_ids:
-            return False
-        tags = raw.get("tags")
-        return not settings.tags or (
-            isinstance(tags, list) and any(tag in tags for tag in settings.tags)
-        )
+        return self.settings.wants(raw, product_id=self.settings.product_ids)
 
     # ----- tickets and statuses --------------------------------------------------------------
     def _view(self, ticket_id: str) -> dict[str, Any]:
@@ -379,24 +285,20 @@ class FreshdeskAdapter(Adapter):
         return json_object(resp.data, "ticket_view")
 
     def _ticket(self, raw: dict[str, Any]) -> Ticket:
-        ticket_id = numeric_id(raw.get("id"))
-        if ticket_id is None:
-            raise MalformedResponse(f"{self.name}: ticket without an id")
+        ticket_id = record_id(raw, f"{self.name}: ticket")
         status = raw.get("status")
         status_id = status if isinstance(status, int) and not isinstance(status, bool) else None
         source = raw.get("source")
-        tags = raw.get("tags")
         return Ticket(
             external_id=ticket_id,
             status=self._status_name(status_id),
             resolved=raw.get("deleted") is True or raw.get("spam") is True
             or self._resolved(status_id),
             updated_at=parse_time(raw.get("updated_at")),
-            subject=raw.get("subject") if isinstance(raw.get("subject"), str) else None,
+            subject=text_or_none(raw.get("subject")),
             requester_id=numeric_id(raw.get("requester_id")),
             channel=SOURCES.get(source, f"source {source}") if isinstance(source, int) else None,
-            tags=frozenset(t for t in tags if isinstance(t, str))
-            if isinstance(tags, list) else frozenset(),
+            tags=text_set(raw.get("tags")),
             url=f"{self.settings.url}/a/tickets/{ticket_id}",
         )
 
@@ -453,8 +355,8 @@ class FreshdeskAdapter(Adapter):
     # ----- conversations ---------------------------------------------------------------------
     def _conversations(self, number: str) -> list[Any]:
         path = f"{TICKETS_PATH}/{number}/conversations"
-        items: list[Any] = []
-        for page in range(1, MAX_CONVERSATION_PAGES + 1):
+
+        def read(page: int) -> tuple[list[Any], int | None]:
             resp = self.http.request("GET", path, endpoint="ticket_conversations", params={
                 "per_page": self.settings.page_size, "page": page,
             })
@@ -463,13 +365,12 @@ class FreshdeskAdapter(Adapter):
                     f"{self.name} ticket_conversations: answer is not a list",
                     status=resp.status, endpoint="ticket_conversations",
                 )
-            items.extend(resp.data)
-            if not _has_next(resp):
-                return items
-        raise MalformedResponse(
-            f"{self.name} ticket_conversations: ticket {number} has more than "
-            f"{MAX_CONVERSATION_PAGES} pages of conversations", endpoint="ticket_conversations",
-        )
+            return resp.data, page + 1 if _has_next(resp) else None
+
+        pages = follow_pages(read, 1, limit=MAX_CONVERSATION_PAGES, noun="conversations",
+                             what=f"{self.name} ticket_conversations: ticket {number}",
+                             endpoint="ticket_conversations")
+        return list(chain.from_iterable(pages))
 
     def _description(self, raw: dict[str, Any], ticket: Ticket) -> Message:
         """The ticket's own text, the first message, written by the requester (or an agent)."""
@@ -487,14 +388,9 @@ class FreshdeskAdapter(Adapter):
             author_id=ticket.requester_id if role is Role.CUSTOMER else None,
         )
 
-    def _message(self, item: Any, ticket: Ticket) -> Message | None:
-        entry = as_dict(item)
-        entry_id = numeric_id(entry.get("id"))
-        created_at = parse_time(entry.get("created_at"))
-        if entry_id is None or created_at is None:
-            log.warning("%s: skipped a conversation on ticket %s without id or time", self.name,
-                        ticket.external_id)
-            return None
+    def _message(
+        self, entry: dict[str, Any], entry_id: str, created_at: datetime, ticket: Ticket
+    ) -> Message:
         user_id = numeric_id(entry.get("user_id"))
         role = self._role(entry, user_id, ticket.requester_id)
         return Message(
@@ -508,56 +404,31 @@ class FreshdeskAdapter(Adapter):
         )
 
     def _role(self, entry: dict[str, Any], user_id: str | None, requester_id: str | None) -> Role:
-        """Freshdesk has no author role on a conversation: ``incoming`` marks mail from outside.
-
-        Automations and integrations post as ordinary agents, so only the configured
+        """Freshdesk has no author role on a conversation, so the author is looked up as an
+        agent. Automations and integrations post as ordinary agents, so only the configured
         ``system_user_ids`` tell them apart.
         """
         if user_id is not None and user_id in self._system_users:
             return Role.SYSTEM
+        agent = self._authors.is_agent(user_id) if user_id is not None else None
+        if agent is not None:
+            return Role.AGENT if agent else Role.CUSTOMER
         if entry.get("incoming") is True or (user_id is not None and user_id == requester_id):
             return Role.CUSTOMER
         return Role.AGENT
 
     # ----- webhooks --------------------------------------------------------------------------
-    def webhook_scheme(self) -> webhooks.WebhookScheme:
+    def webhook_scheme(self) -> signatures.WebhookScheme:
         """Freshdesk cannot sign: the rule sends the secret in the configured header."""
-        return webhooks.SharedSecretHeader(self.settings.webhook_secret_header)
+        return signatures.SharedSecretHeader(self.settings.webhook_secret_header)
 
     def webhook_ticket_ids(self, headers: Mapping[str, str], body: bytes) -> list[str]:
         """The body is whatever the automation rule says: ``{"ticket_id": "{{ticket.id}}"}``
         (the rule's "simple" content wraps its fields in ``freshdesk_webhook``)."""
-        data = webhooks.json_object(body)
+        data = signatures.json_object(body)
         if "ticket_id" not in data and isinstance(data.get("freshdesk_webhook"), dict):
             data = data["freshdesk_webhook"]
-        return [webhooks.ticket_id(data.get("ticket_id"), "ticket_id")]
-
-
-def _next(position: _Position, tickets: list[Ticket], more: bool, now: datetime) -> _Position:
-    """The position after a page (``position`` itself at the depth cap).
-
-    The next query starts at the page's newest ``updated_at``, but never later than ``SETTLE``
-    seconds before the server's clock: a change can still land in a young second without moving
-    ``updated_at``, so young seconds are read again (an overlap) and only the anchor's settled
-    second is de-duplicated. When the anchor cannot move, a fresh query would return the same
-    page, so the walk goes one page deeper instead; once that run of pages ends it stays on its
-    last page, or starts over while what it read is young (earlier pages may have changed).
-    """
-    newest = max((t.updated_at for t in tickets if t.updated_at is not None),
-                 default=position.since)
-    settled_until = now.replace(microsecond=0) - timedelta(seconds=SETTLE)
-    since = max(position.since, min(newest, settled_until))
-    at_since = {t.external_id for t in tickets if t.updated_at == since}
-    if since > position.since:
-        return _Position(since, 1, frozenset(at_since))
-    seen = position.seen | at_since if since <= settled_until else position.seen
-    read = max(newest, position.newest or since)
-    if more:
-        return replace(position, page=position.page + 1, seen=seen, newest=read) \
-            if position.page < MAX_PAGE else position
-    if read <= settled_until:
-        return _Position(since, position.page, seen, read)
-    return _Position(since, 1, seen)
+        return [signatures.ticket_id(data.get("ticket_id"), "ticket_id")]
 
 
 def _full(resp: Response, page_size: int) -> bool:
@@ -565,42 +436,6 @@ def _full(resp: Response, page_size: int) -> bool:
     (the next query tells)."""
     items = resp.data if isinstance(resp.data, list) else []
     return _has_next(resp) or len(items) >= page_size
-
-
-def _text(when: datetime) -> str:
-    return when.strftime(_TIME_FORMAT)
-
-
-def _server_time(resp: Response) -> datetime:
-    """When the server answered, by its ``Date`` header (our clock if it sent none)."""
-    try:
-        when = email.utils.parsedate_to_datetime(resp.headers.get("Date") or "")
-    except (TypeError, ValueError):
-        return datetime.now(UTC)
-    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def _authorization(auth: FreshdeskAuth) -> str:
-    """The Authorization header; the key and its encoded form are registered so logs mask them."""
-    key = auth.api_key.get_secret_value()
-    encoded = base64.b64encode(f"{key}:X".encode()).decode()
-    register_secret(key)
-    register_secret(encoded)
-    return f"Basic {encoded}"
-
-
-def _whole_second(when: datetime) -> datetime:
-    """``updated_since`` has second resolution; rounding down never skips a change."""
-    aware = when if when.tzinfo else when.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).replace(microsecond=0)
-
-
-
-
-
-
-
-
 
 
 def _has_next(resp: Response) -> bool:

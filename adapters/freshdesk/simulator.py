@@ -10,7 +10,14 @@ is sent; any API key is a Basic user name with any password; every answer carrie
 per-minute cap.
 
 Timestamps have Freshdesk's one-second resolution, so many tickets share an ``updated_at``. The
-clock can be frozen (``freeze_time``) to make that happen on purpose.
+clock can be frozen (``freeze_time``) to make that happen on purpose. Authors are told apart only
+through the agent view (``/api/v2/agents/{id}``, 404 for a contact), as conversations carry no
+role; the ``deleted``/``spam`` views can ignore or refuse ``updated_since`` and ``order_by``,
+which Freshdesk leaves undocumented (``removed_views``).
+
+Documents followed (addresses and what each says: docs/adapters/freshdesk.md): Freshdesk's API
+reference, developers.freshdesk.com/api/ (authentication, pagination, rate limit, tickets,
+conversations, agents, ticket fields).
 """
 
 from __future__ import annotations
@@ -28,9 +35,9 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
+from adapters.signatures import DEFAULT_SECRET_HEADER, post_webhook
+from adapters.simulation import SimRequest, SimResponse, Simulator
 from adapters.text import html_to_text
-from adapters.webhooks import DEFAULT_SECRET_HEADER, post_webhook
-from connector.sandbox.server import SimRequest, SimResponse, Simulator
 
 STATUSES = {2: "Open", 3: "Pending", 4: "Resolved", 5: "Closed"}
 CUSTOMER_LABELS = {2: "Being Processed", 3: "Awaiting your Reply",
@@ -39,9 +46,9 @@ SOURCES = (1, 2, 3, 7, 9, 10)  # email, portal, phone, chat, feedback widget, ou
 REPLY, NOTE = 0, 2  # conversation source codes
 NOMINAL_LIMIT = 400  # what X-RateLimit-Total says when no limit is enforced (Pro plan)
 DEFAULT_WINDOW = timedelta(days=30)  # what the ticket list shows without updated_since
-INCLUDES = {
-    "tickets_list": frozenset({"description", "requester", "stats"}),
-    "ticket_view": frozenset({"conversations", "requester", "company", "stats"}),
+INCLUDES = {  # embeddable resources, and the credits each one adds to the call
+    "tickets_list": (frozenset({"description", "requester", "stats"}), 2),
+    "ticket_view": (frozenset({"conversations", "requester", "company", "stats"}), 1),
 }
 ACCESS_DENIED = {"code": "access_denied",
                  "message": "You are not authorized to perform this action."}
@@ -118,12 +125,17 @@ class FreshdeskSimulator(Simulator):
     unlimited). ``list_rate_limit``: the ticket list's own lower per-minute cap (None: none).
     ``max_page``: the deepest page the list endpoints serve (Freshdesk documents 300).
     ``ticket_fields``: False answers ``ticket_fields`` with 403, as for a restricted role.
+    ``agents_readable``: False answers the agent view with 403 (a role without that right).
+    ``removed_views``: how the ``deleted``/``spam`` list filters treat ``updated_since`` and
+    ``order_by``, which Freshdesk does not document for them: "honoured" (like the plain list),
+    "ignored" (the whole view, newest created first) or "refused" (400 when either is sent).
     A bot agent with the given API key exists from the start.
     """
 
     service = "freshdesk"
     routes = [
         ("GET", "/api/v2/agents/me", "agents_me"),
+        ("GET", "/api/v2/agents/<int:agent_id>", "agent_view"),
         ("GET", "/api/v2/tickets", "tickets_list"),
         ("GET", "/api/v2/tickets/<int:ticket_id>", "ticket_view"),
         ("GET", "/api/v2/tickets/<int:ticket_id>/conversations", "ticket_conversations"),
@@ -140,6 +152,8 @@ class FreshdeskSimulator(Simulator):
         list_rate_limit: int | None = None,
         max_page: int = 300,
         ticket_fields: bool = True,
+        agents_readable: bool = True,
+        removed_views: str = "honoured",
         api_key: str = "fd-api-key",
         bot_email: str = "bot@example.com",
     ) -> None:
@@ -148,6 +162,10 @@ class FreshdeskSimulator(Simulator):
         self.list_rate_limit = list_rate_limit
         self.max_page = max_page
         self.ticket_fields_enabled = ticket_fields
+        if removed_views not in ("honoured", "ignored", "refused"):
+            raise ValueError("removed_views must be 'honoured', 'ignored' or 'refused'")
+        self.agents_readable = agents_readable
+        self.removed_views = removed_views
         self._ids = itertools.count(1001)
         self._ticket_ids = itertools.count(1)
         self._status_ids = itertools.count(6)
@@ -378,14 +396,21 @@ class FreshdeskSimulator(Simulator):
             user = self._guard(request, "agents_me")
             if isinstance(user, SimResponse):
                 return user
-            return SimResponse(200, {
-                "id": user.id, "available": True, "occasional": False, "ticket_scope": 1,
-                "signature": None, "group_ids": [], "role_ids": [], "skill_ids": [],
-                "type": "support_agent", "created_at": user.created_at,
-                "updated_at": user.created_at,
-                "contact": {"name": user.name, "email": user.email, "active": True,
-                            "language": "en", "time_zone": "UTC"},
-            })
+            return SimResponse(200, _agent_json(user))
+
+    def handle_agent_view(self, request: SimRequest, agent_id: int) -> SimResponse:
+        """An agent by its id, which is its user id (the ``user_id`` of its conversations);
+        a contact's id, or no user at all, answers 404."""
+        with self.lock:
+            user = self._guard(request, "agent_view")
+            if isinstance(user, SimResponse):
+                return user
+            if not self.agents_readable:
+                return SimResponse(403, dict(ACCESS_DENIED))
+            agent = self.contacts.get(agent_id)
+            if agent is None or not agent.agent:
+                return SimResponse(404)
+            return SimResponse(200, _agent_json(agent))
 
     def handle_tickets_list(self, request: SimRequest) -> SimResponse:
         with self.lock:
@@ -592,6 +617,11 @@ class FreshdeskSimulator(Simulator):
         rows = [t for t in self.tickets.values()
                 if (view == "spam") == t.spam and (view == "deleted") == t.deleted
                 and t.id not in self.restricted]
+        if view is not None and self.removed_views != "honoured":
+            extra = {"updated_since", "order_by", "order_type"} & set(request.query)
+            if extra and self.removed_views == "refused":
+                return _validation(sorted(extra)[0], "It is not allowed with filter")
+            return sorted(rows, key=lambda t: (t.created_at, t.id), reverse=True)
         since = request.arg("updated_since")
         if since is None:
             cutoff = (datetime.strptime(self._now(), _TIME_FORMAT).replace(tzinfo=UTC)
@@ -643,14 +673,38 @@ class FreshdeskSimulator(Simulator):
             "created_at": entry.created_at, "updated_at": entry.created_at,
         }
 
+    # ----- the play API of ``connector sandbox`` (see Simulator.seed_ticket) -------------------
+    # customer_reply is the one above.
+    def seed_ticket(self, customer: str, subject: str, body: str) -> int:
+        return self.create_ticket(self.add_contact(customer, self.play_email(customer)), body,
+                                  subject=subject)
+
+    def agent_reply(self, ticket_id: int, body: str) -> int:
+        return self.add_conversation(ticket_id, self.play_agent(self.add_agent), body)
+
+    def resolve(self, ticket_id: int) -> None:
+        self.set_status(ticket_id, 4)
+
+
+def _agent_json(agent: _Contact) -> dict[str, Any]:
+    return {
+        "id": agent.id, "available": True, "occasional": False, "ticket_scope": 1,
+        "signature": None, "group_ids": [], "role_ids": [], "skill_ids": [],
+        "type": "support_agent", "created_at": agent.created_at, "updated_at": agent.created_at,
+        "contact": {"name": agent.name, "email": agent.email, "active": True,
+                    "language": "en", "time_zone": "UTC"},
+    }
+
 
 def _includes(request: SimRequest) -> set[str]:
     return {part for part in (request.arg("include") or "").split(",") if part}
 
 
 def _credits(endpoint: str, request: SimRequest) -> int:
-    """One credit per call, one more per embedded resource, as Freshdesk bills ``include``."""
-    return 1 + len(_includes(request) & INCLUDES.get(endpoint, frozenset()))
+    """One credit per call plus what each embedded resource adds: two on the ticket list (as
+    its reference says), one on the ticket view (not documented there: a guess)."""
+    embeddable, each = INCLUDES.get(endpoint, (frozenset(), 0))
+    return 1 + each * len(_includes(request) & embeddable)
 
 
 def _invalid_note(payload: dict[str, Any]) -> SimResponse | None:

@@ -17,23 +17,19 @@ authors as such; v2 calls them users.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
-import re
-import threading
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from html import escape
+from datetime import datetime, timedelta
+from itertools import chain
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, SecretStr
 
-from adapters import webhooks
+from adapters import signatures
+from adapters.auth import Credentials, OAuthGrant
 from adapters.base import (
-    Adapter,
     AdapterSettings,
     Capabilities,
     ChangePage,
@@ -43,16 +39,26 @@ from adapters.base import (
     Ticket,
     as_dict,
 )
-from adapters.payload import json_object, numeric_id, parse_time, path_number
-from adapters.text import body_text, clean_body
-from connector.errors import (
-    AuthenticationFailed,
-    BadRequest,
+from adapters.cursor import Cursor, Seconds
+from adapters.pacing import SlidingWindow
+from adapters.paging import PageReader, follow_pages, link_query
+from adapters.payload import (
+    json_object,
+    numeric_id,
+    parse_time,
+    path_number,
+    record_id,
+    text_or_none,
+    text_set,
+)
+from adapters.replay import FeedOrder, ReplayAdapter
+from adapters.text import body_text, clean_body, text_to_html
+from adapters.times import iso_seconds, server_time, whole_second
+from connector.core.errors import (
     MalformedResponse,
     PermissionDenied,
 )
-from connector.http import CallObserver, HttpClient, RetryPolicy, Timeouts, header_retry_after
-from connector.redact import register_secret
+from connector.core.http import CallObserver
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +74,18 @@ SYSTEM_SOURCES = frozenset({"workflows"})  # replies a workflow sent, not a pers
 # Help Scout's list is search-backed: a change can reach it seconds after it happened, so each
 # walk starts this long before the previous one did (conversations seen twice cost a re-read).
 INDEX_OVERLAP = timedelta(seconds=30)
-REFRESH_MARGIN = 300.0  # renew a token this long before it expires (at most half its life)
 MAX_THREAD_PAGES = 40  # 50 threads a page; Help Scout stops conversations far below 2000
 MAX_MAILBOX_PAGES = 20
-MAX_BACKFILL_PAGES = 4000  # 100,000 conversations: a bound for the loop, not a real limit
-CURSOR_VERSION = "hs1"
+# Help Scout refuses more than 12 writes in 5 seconds; the window is kept half a second longer
+# here, because the server counts a write when it arrives, after our clock started it.
+WRITE_BURST = (12, 5.5)
 
 
-class HelpScoutAuth(BaseModel):
+class HelpScoutAuth(Credentials):
     """The App ID and App Secret of a Help Scout app (Your Profile → My Apps).
 
     The client-credentials token acts as the app's owner, so drafts are written by that user.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     app_id: str = Field(min_length=1)
     app_secret: SecretStr = Field(min_length=1)
@@ -93,144 +97,72 @@ class HelpScoutSettings(AdapterSettings):
     ``mailbox_ids`` limits polling to those inboxes (all the app owner sees when empty).
     """
 
+    api_suffix = "/v2"
     type: Literal["helpscout"]
     url: str = API_URL
     auth: HelpScoutAuth
     mailbox_ids: list[int] = Field(default_factory=list)
 
-    @field_validator("url")
-    @classmethod
-    def _api_root(cls, value: str) -> str:
-        """Accept the ``/v2`` base people copy from Help Scout's docs; paths add it themselves."""
-        return value.removesuffix("/v2")
-
 
 @dataclass(frozen=True)
-class _Walk:
+class Walk(Cursor):
     """Where a poll stands: one walk through the pages of conversations changed since ``since``.
 
     ``started`` is the server time of the walk's first page (None before it); ``total`` the
     number of matches the last page reported, to notice conversations that left the list.
     """
 
-    since: datetime
-    page: int = 1
-    started: datetime | None = None
-    total: int = 0
+    kind = "helpscout"
+    version = 2
 
-    def encode(self) -> str:
-        started = _iso(self.started) if self.started else "-"
-        return f"{CURSOR_VERSION}|{_iso(self.since)}|{self.page}|{started}|{self.total}"
+    since: Seconds
+    page: PositiveInt = 1
+    started: Seconds | None = None
+    total: NonNegativeInt = 0
 
     @classmethod
-    def decode(cls, cursor: str) -> _Walk | None:
-        parts = cursor.split("|")
-        if len(parts) != 5 or parts[0] != CURSOR_VERSION:
+    def upgrade(cls, text: str, data: Any) -> Walk | None:
+        """``hs1|<since>|<page>|<started, or ->|<total>``: the cursor before version 2."""
+        parts = text.split("|")
+        if len(parts) != 5 or parts[0] != "hs1" or not (parts[2].isdigit()
+                                                        and parts[4].isdigit()):
             return None
-        since = parse_time(parts[1])
-        started = None if parts[3] == "-" else parse_time(parts[3])
-        if since is None or (started is None and parts[3] != "-"):
-            return None
-        if not (parts[2].isdigit() and parts[4].isdigit() and int(parts[2]) >= 1):
-            return None
-        return cls(since, int(parts[2]), started, int(parts[4]))
+        return cls.from_fields({"since": parts[1], "page": int(parts[2]),
+                                "started": None if parts[3] == "-" else parts[3],
+                                "total": int(parts[4])})
 
 
-class _Tokens:
-    """Client-credentials access tokens: fetched on first use, renewed before they expire.
+class HelpScoutAdapter(ReplayAdapter):
+    """Help Scout over its Inbox (Mailbox) API 2.0, with native draft replies.
 
-    A separate client fetches them, because the API client asks for auth headers on every
-    attempt and would otherwise ask itself for a token while fetching one.
+    Backfill is one walk of the live feed from ``since``. The walk is in creation order and
+    Help Scout shows no modification time, so ``until`` filters each page on a conversation's
+    latest activity (``updated_at``).
     """
-
-    def __init__(self, settings: HelpScoutSettings, observer: CallObserver | None) -> None:
-        self._app_id = settings.auth.app_id
-        self._secret = settings.auth.app_secret.get_secret_value()
-        register_secret(self._secret)
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self._renew_at = 0.0
-        self.http = HttpClient(
-            settings.url, name=settings.name,
-            timeouts=Timeouts(connect=5.0, read=settings.timeout),
-            retry=RetryPolicy(), retry_after_from=header_retry_after(RATE_LIMIT_HEADER),
-            observer=observer,
-        )
-
-    def header(self) -> dict[str, str]:
-        with self._lock:
-            if self._token is None or time.monotonic() >= self._renew_at:
-                self._fetch()
-            return {"Authorization": f"Bearer {self._token}"}
-
-    def renew(self) -> bool:
-        with self._lock:
-            self._fetch()
-        return True
-
-    def _fetch(self) -> None:
-        form = {"grant_type": "client_credentials", "client_id": self._app_id,
-                "client_secret": self._secret}
-        try:
-            resp = self.http.request("POST", TOKEN_PATH, endpoint="oauth_token", data=form,
-                                     idempotent=True)
-        except (BadRequest, AuthenticationFailed) as exc:  # OAuth servers answer 400 or 401
-            raise AuthenticationFailed(
-                f"{self.http.name} oauth_token: Help Scout refused the app id and secret",
-                status=exc.status, detail=exc.detail, endpoint="oauth_token",
-            ) from None
-        body = as_dict(resp.data)
-        token = body.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise MalformedResponse(f"{self.http.name} oauth_token: no access_token",
-                                    status=resp.status, endpoint="oauth_token")
-        register_secret(token)
-        lifetime = body.get("expires_in")
-        now = time.monotonic()
-        if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) and lifetime > 0:
-            self._renew_at = now + lifetime - min(REFRESH_MARGIN, lifetime / 2)
-        else:  # no lifetime given: keep it until Help Scout answers 401
-            self._renew_at = math.inf
-        self._token = token
-
-    def close(self) -> None:
-        self.http.close()
-
-
-class HelpScoutAdapter(Adapter):
-    """Help Scout over its Inbox (Mailbox) API 2.0, with native draft replies."""
 
     type_name = "helpscout"
     capabilities = Capabilities(drafts=True, webhook="helpscout-hmac-sha1")
     settings_model = HelpScoutSettings
     simulator = "adapters.helpscout.simulator:HelpScoutSimulator"
     retry_after_header = RATE_LIMIT_HEADER
+    feed_order = FeedOrder.UNORDERED
+    max_backfill_pages = 4000  # 100,000 conversations: a bound for the loop, not a real limit
 
     settings: HelpScoutSettings
 
     def __init__(self, settings: AdapterSettings, *, observer: CallObserver | None = None) -> None:
         super().__init__(settings, observer=observer)
-        self._tokens = _Tokens(self.settings, observer)
-
-    def auth_headers(self) -> dict[str, str]:
-        return self._tokens.header()
-
-    def refresh_credentials(self) -> bool:
-        """A 401 means the token expired early or was revoked: one new token, one more try."""
-        return self._tokens.renew()
-
-    def close(self) -> None:
-        self._tokens.close()
-        super().close()
+        auth = self.settings.auth
+        # Client credentials as a form; a 401 (revoked token) gets one new token, one more try.
+        self.use_oauth(OAuthGrant(TOKEN_PATH, auth.app_id, auth.app_secret.get_secret_value(),
+                                  as_json=False), "Help Scout")
+        self._writes = SlidingWindow(*WRITE_BURST)
 
     # ----- reads -----------------------------------------------------------------------------
     def check(self) -> str:
         """The app owner the token acts as, and that the configured mailboxes are visible."""
-        resp = self.http.request("GET", "/v2/users/me", endpoint="users_me")
-        user = json_object(resp.data, "users_me")
-        user_id = numeric_id(user.get("id"))
-        if user_id is None:
-            raise MalformedResponse(f"{self.name} users_me: no user id", endpoint="users_me")
+        account = self.read_account("/v2/users/me", "users_me")
+        user, user_id = account.record, account.id
         name = " ".join(
             part for part in (user.get("firstName"), user.get("lastName"))
             if isinstance(part, str) and part
@@ -245,14 +177,9 @@ class HelpScoutAdapter(Adapter):
 
     def poll_changes(self, cursor: str | None, start_from: datetime) -> ChangePage:
         """One page of the current walk; the last page of a walk starts the next one."""
-        walk = _Walk.decode(cursor) if cursor else None
-        if walk is None:
-            if cursor:
-                log.warning("%s: unreadable cursor %r; starting from start_from", self.name,
-                            cursor[:80])
-            walk = _Walk(_utc(start_from).replace(microsecond=0))
+        walk = Walk.resume(cursor, Walk(whole_second(start_from)), self.name)
         params: dict[str, Any] = {
-            "status": "all", "modifiedSince": _iso(walk.since), "sortField": "createdAt",
+            "status": "all", "modifiedSince": iso_seconds(walk.since), "sortField": "createdAt",
             "sortOrder": "asc", "page": walk.page,
         }
         if self.settings.mailbox_ids:
@@ -265,7 +192,7 @@ class HelpScoutAdapter(Adapter):
             ticket for index, item in enumerate(items)
             if (ticket := self._list_item(walk.page, index, item)) is not None
         ]
-        started = walk.started or _server_time(resp.headers)
+        started = walk.started or server_time(resp.headers)
         page = as_dict(body.get("page"))
         total, pages, size = (_count(page.get(key)) for key in ("totalElements", "totalPages",
                                                                  "size"))
@@ -275,8 +202,8 @@ class HelpScoutAdapter(Adapter):
             # first ones meant for it moved up onto the page before, so read that one again.
             next_page = max(1, walk.page - math.ceil((walk.total - total) / size))
         if next_page <= pages:
-            return ChangePage(tickets, _Walk(walk.since, next_page, started, total).encode(), True)
-        return ChangePage(tickets, _Walk(started - INDEX_OVERLAP).encode(), False)
+            return ChangePage(tickets, Walk(walk.since, next_page, started, total).dump(), True)
+        return ChangePage(tickets, Walk(started - INDEX_OVERLAP).dump(), False)
 
     def get_ticket(self, ticket_id: str) -> Ticket:
         number = path_number(ticket_id)
@@ -286,10 +213,11 @@ class HelpScoutAdapter(Adapter):
 
     def list_messages(self, ticket: Ticket) -> list[Message]:
         number = path_number(ticket.external_id)
-        messages = [
-            message for thread in self._threads(number)
-            if (message := self._message(thread, ticket.external_id)) is not None
-        ]
+        messages = self.read_entries(
+            self._threads(number), f"a thread of conversation {number}",
+            lambda thread, thread_id, at: self._message(thread, thread_id, at, number),
+            time_key="createdAt",
+        )
         return sorted(messages, key=lambda m: (m.created_at, int(m.external_id)))
 
     # ----- writes ----------------------------------------------------------------------------
@@ -305,11 +233,12 @@ class HelpScoutAdapter(Adapter):
                 f"{self.name} conversation_show: conversation {number} has no primary customer "
                 "to address a draft to", endpoint="conversation_show",
             )
-        payload: dict[str, Any] = {"customer": {"id": int(customer_id)}, "text": _to_html(text),
-                                   "draft": True}
+        payload: dict[str, Any] = {"customer": {"id": int(customer_id)},
+                                   "text": text_to_html(text), "draft": True}
         status = conversation.get("status")
         if status in DRAFT_STATUSES:
             payload["status"] = status
+        self._writes.acquire()
         created = self.http.request(
             "POST", f"/v2/conversations/{number}/reply", endpoint="reply_create",
             json_body=payload, idempotent=False, expect_json=False,
@@ -322,42 +251,26 @@ class HelpScoutAdapter(Adapter):
             )
         return Posted(thread_id, "draft")
 
-    # ----- backfill --------------------------------------------------------------------------
-    def list_tickets(self, since: datetime, until: datetime | None) -> Iterator[list[Ticket]]:
-        """One walk of the live feed from ``since``, its position kept in this generator.
-
-        The walk is in creation order and Help Scout shows no modification time, so ``until``
-        filters each page on a conversation's latest activity (``updated_at``).
-        """
-        cursor: str | None = None
-        for _ in range(MAX_BACKFILL_PAGES):
-            page = self.poll_changes(cursor, since)
-            yield [
-                ticket for ticket in page.tickets
-                if until is None or ticket.updated_at is None or ticket.updated_at <= until
-            ]
-            if not page.more:
-                return
-            cursor = page.cursor
-        log.warning("%s: backfill listing stopped after %d pages", self.name, MAX_BACKFILL_PAGES)
-
     # ----- helpers ---------------------------------------------------------------------------
     def _mailbox_ids(self) -> set[int]:
         """Every mailbox the token's user can see; only asked when a filter names some."""
         if not self.settings.mailbox_ids:
             return set()
-        seen: set[int] = set()
-        for page in range(1, MAX_MAILBOX_PAGES + 1):
-            resp = self.http.request("GET", "/v2/mailboxes", endpoint="mailboxes",
-                                     params={"page": page})
-            body = json_object(resp.data, "mailboxes")
-            for item in _embedded(body, "mailboxes", "mailboxes"):
-                mailbox_id = as_dict(item).get("id")
-                if isinstance(mailbox_id, int):
-                    seen.add(mailbox_id)
-            if page >= _count(as_dict(body.get("page")).get("totalPages")):
-                break
-        return seen
+        pages = follow_pages(self._list_reader("/v2/mailboxes", "mailboxes", "mailboxes"),
+                             {"page": 1}, limit=MAX_MAILBOX_PAGES, noun="mailboxes",
+                             what=f"{self.name} mailboxes", endpoint="mailboxes", strict=False)
+        return {mailbox_id for item in chain.from_iterable(pages)
+                if isinstance(mailbox_id := as_dict(item).get("id"), int)}
+
+    def _list_reader(
+        self, path: str, key: str, endpoint: str
+    ) -> PageReader[dict[str, Any], Any]:
+        """Reads one page of a HAL list: its ``_embedded`` items and the next page's query."""
+        def read(params: dict[str, Any]) -> tuple[list[Any], dict[str, Any] | None]:
+            resp = self.http.request("GET", path, endpoint=endpoint, params=params)
+            body = json_object(resp.data, endpoint)
+            return _embedded(body, key, endpoint), _next_page(body, path, endpoint)
+        return read
 
     def _list_item(self, page: int, index: int, item: Any) -> Ticket | None:
         try:
@@ -368,54 +281,33 @@ class HelpScoutAdapter(Adapter):
             return None
 
     def _ticket(self, raw: dict[str, Any]) -> Ticket:
-        conversation_id = numeric_id(raw.get("id"))
-        if conversation_id is None:
-            raise MalformedResponse(f"{self.name}: conversation without an id")
-        status = raw.get("status") if isinstance(raw.get("status"), str) else "unknown"
+        status = text_or_none(raw.get("status")) or "unknown"
         customer = as_dict(raw.get("primaryCustomer"))
-        email_address = customer.get("email")
-        channel = raw.get("type")
-        tags = raw.get("tags")
-        web = as_dict(as_dict(raw.get("_links")).get("web")).get("href")
+        tags = raw.get("tags") if isinstance(raw.get("tags"), list) else []
         return Ticket(
-            external_id=conversation_id,
+            external_id=record_id(raw, f"{self.name}: conversation"),
             status=status,
             resolved=status in RESOLVED_STATUSES or raw.get("state") == "deleted",
             updated_at=_last_activity(raw),
-            subject=raw.get("subject") if isinstance(raw.get("subject"), str) else None,
+            subject=text_or_none(raw.get("subject")),
             requester_id=numeric_id(customer.get("id")),
-            requester_email=email_address if isinstance(email_address, str) else None,
-            channel=channel if isinstance(channel, str) else None,
-            tags=frozenset(
-                name for tag in (tags if isinstance(tags, list) else [])
-                if isinstance(name := as_dict(tag).get("tag"), str)
-            ),
-            url=web if isinstance(web, str) else None,
+            requester_email=text_or_none(customer.get("email")),
+            channel=text_or_none(raw.get("type")),
+            tags=text_set([as_dict(tag).get("tag") for tag in tags]),
+            url=text_or_none(as_dict(as_dict(raw.get("_links")).get("web")).get("href")),
         )
 
     def _threads(self, number: str) -> list[Any]:
         """Every thread of a conversation (newest first, as Help Scout pages them)."""
-        path = f"/v3/conversations/{number}/threads"
-        threads: list[Any] = []
-        for page in range(1, MAX_THREAD_PAGES + 1):
-            resp = self.http.request("GET", path, endpoint="threads_v3", params={"page": page})
-            body = json_object(resp.data, "threads_v3")
-            threads.extend(_embedded(body, "threads", "threads_v3"))
-            if page >= _count(as_dict(body.get("page")).get("totalPages")):
-                return threads
-        raise MalformedResponse(
-            f"{self.name} threads_v3: conversation {number} has more than {MAX_THREAD_PAGES} "
-            "pages of threads", endpoint="threads_v3",
-        )
+        read = self._list_reader(f"/v3/conversations/{number}/threads", "threads", "threads_v3")
+        pages = follow_pages(read, {"page": 1}, limit=MAX_THREAD_PAGES, noun="threads",
+                             what=f"{self.name} threads_v3: conversation {number}",
+                             endpoint="threads_v3")
+        return list(chain.from_iterable(pages))
 
-    def _message(self, item: Any, ticket_id: str) -> Message | None:
-        thread = as_dict(item)
-        thread_id = numeric_id(thread.get("id"))
-        created_at = parse_time(thread.get("createdAt"))
-        if thread_id is None or created_at is None:
-            log.warning("%s: skipped a thread of conversation %s without id or time", self.name,
-                        ticket_id)
-            return None
+    def _message(
+        self, thread: dict[str, Any], thread_id: str, created_at: datetime, ticket_id: str
+    ) -> Message | None:
         html = thread.get("body")  # line items have none
         if html is not None and not isinstance(html, str):
             log.warning("%s: skipped thread %s of conversation %s: its body is not text",
@@ -441,7 +333,7 @@ class HelpScoutAdapter(Adapter):
         no delivery id, so a redelivery costs one more re-read."""
         if not headers.get("x-helpscout-event", "").startswith("convo."):
             return []
-        return [webhooks.ticket_id(webhooks.json_object(body).get("id"), "id")]
+        return [signatures.ticket_id(signatures.json_object(body).get("id"), "id")]
 
 
 def _role(kind: Any, author_type: Any, source_type: Any) -> Role:
@@ -456,16 +348,6 @@ def _role(kind: Any, author_type: Any, source_type: Any) -> Role:
     return Role.SYSTEM  # a thread type Help Scout added later: never a question to answer
 
 
-def _to_html(text: str) -> str:
-    """Plain text as the HTML Help Scout stores: paragraphs on blank lines, line breaks kept."""
-    paragraphs = [p for p in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").strip()) if p]
-    return "".join(f"<p>{escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)
-
-
-
-
-
-
 def _embedded(body: dict[str, Any], key: str, endpoint: str) -> list[Any]:
     """The HAL list; Help Scout leaves ``_embedded`` out entirely when a page is empty."""
     if "_embedded" not in body:
@@ -476,29 +358,26 @@ def _embedded(body: dict[str, Any], key: str, endpoint: str) -> list[Any]:
     return items
 
 
+def _next_page(body: dict[str, Any], path: str, endpoint: str) -> dict[str, Any] | None:
+    """The query of the page after ``body``, or None at the end.
+
+    Help Scout's ``_links.next`` is what says a further page exists (its absence ends the
+    list); only a page without links falls back to ``page.totalPages``.
+    """
+    links = as_dict(body.get("_links"))
+    href = as_dict(links.get("next")).get("href")
+    if isinstance(href, str):
+        return link_query(href, path, endpoint)
+    page = as_dict(body.get("page"))
+    number, pages = _count(page.get("number")), _count(page.get("totalPages"))
+    if links or not number or number >= pages:
+        return None
+    return {"page": number + 1}
+
+
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
-
-
-
-def _utc(when: datetime) -> datetime:
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def _iso(when: datetime) -> str:
-    return _utc(when).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-
-
-def _server_time(headers: Any) -> datetime:
-    """Help Scout's own clock from the ``Date`` header; ours only when it sends none."""
-    try:
-        when = email.utils.parsedate_to_datetime(headers.get("Date") or "")
-    except (TypeError, ValueError):
-        return datetime.now(UTC).replace(microsecond=0)
-    return _utc(when)
 
 
 def _last_activity(raw: dict[str, Any]) -> datetime | None:

@@ -14,7 +14,16 @@ and the behaviours that break naive clients:
   deleted one answers 404 but stays in the list with ``state: deleted`` (it can be restored).
 - Every API answer carries ``X-RateLimit-Limit-Minute``/``X-RateLimit-Remaining-Minute``; over
   the limit the answer is 429 with ``X-RateLimit-Retry-After`` (and no ``Retry-After``). Writes
-  count twice.
+  count twice. Writes also have a burst limit of 12 per 5 seconds (``write_burst``).
+- List answers link their pages with absolute ``_links`` on Help Scout's own host
+  (``link_base``); without a ``next`` link the list has ended. ``v3_page_info=False`` leaves the
+  ``page`` block out of v3 thread lists, so only the links tell that more pages exist.
+
+Documents followed (addresses and what each says: docs/adapters/helpscout.md):
+developer.helpscout.com/mailbox-api/ (overview/authentication, overview/pagination,
+overview/rate-limiting, endpoints/conversations/list, endpoints/conversations/threads/list-v3,
+endpoints/conversations/threads/reply), developer.helpscout.com/webhooks/, and for the write
+burst limit the deprecated developer.helpscout.com/help-desk-api/ (API 1.0).
 """
 
 from __future__ import annotations
@@ -35,9 +44,9 @@ from html import escape
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlencode
 
+from adapters.signatures import post_webhook
+from adapters.simulation import SimRequest, SimResponse, Simulator
 from adapters.text import html_to_text
-from adapters.webhooks import post_webhook
-from connector.sandbox.server import SimRequest, SimResponse, Simulator
 
 NS = 1_000_000_000
 STATUSES = ("active", "pending", "closed", "spam")
@@ -51,6 +60,7 @@ NOMINAL_LIMIT = 400  # what X-RateLimit-Limit-Minute says when no limit is enfor
 MAX_REQUEST_BYTES = 100_000  # Help Scout's default request size limit (413 above it)
 THREADS_PAGE_SIZE = 50
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+WRITE_BURST = (12, 5.0)  # writes per seconds, account-wide
 _SINCE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 
 
@@ -116,6 +126,13 @@ def _paragraphs(text: str) -> str:
     )
 
 
+def _too_many(wait: float) -> SimResponse:
+    """Help Scout's 429: the wait in its own header, never in ``Retry-After``."""
+    response = _vnd_error(429, "Rate limit exceeded")
+    response.headers["X-RateLimit-Retry-After"] = str(max(1, math.ceil(wait)))
+    return response
+
+
 def _vnd_error(status: int, message: str, *errors: tuple[str, str]) -> SimResponse:
     """Help Scout's error body (Spring's VndError), with per-field errors when it has them."""
     body: dict[str, Any] = {"logRef": secrets.token_hex(8), "message": message}
@@ -133,6 +150,9 @@ class HelpScoutSimulator(Simulator):
     ``page_size``: conversations per list page (Help Scout: 25).
     ``token_lifetime``: seconds an access token lives (Help Scout: 172800, two days).
     ``index_lag``: seconds before a change reaches the conversation list (0: at once).
+    ``write_burst``: (writes, seconds) allowed before a write is refused with 429 (None: none).
+    ``link_base``: the host in ``_links`` hrefs (default: this simulator's own address).
+    ``v3_page_info``: False leaves the ``page`` block out of v3 thread lists.
     An app (``app_id``/``app_secret``) owned by the bot user exists from the start, as do a
     mailbox, the account owner and the bot.
     """
@@ -159,6 +179,9 @@ class HelpScoutSimulator(Simulator):
         page_size: int = 25,
         token_lifetime: float = 172_800.0,
         index_lag: float = 0.0,
+        write_burst: tuple[int, float] | None = WRITE_BURST,
+        link_base: str | None = None,
+        v3_page_info: bool = True,
         app_id: str = "hs-app-id",
         app_secret: str = "hs-app-secret",
     ) -> None:
@@ -169,6 +192,10 @@ class HelpScoutSimulator(Simulator):
         self.page_size = page_size
         self.token_lifetime = token_lifetime
         self.index_lag = index_lag
+        self.write_burst = write_burst
+        self.link_base = link_base
+        self.v3_page_info = v3_page_info
+        self._writes: deque[float] = deque()
         self._ids = itertools.count(1001)
         self._numbers = itertools.count(101)
         self._last_stamp = 0
@@ -553,15 +580,22 @@ class HelpScoutSimulator(Simulator):
         return sum(weight for _, weight in self._window)
 
     def _admit(self, request: SimRequest) -> SimResponse | None:
-        """Count the request (writes twice) against the minute; 429 once the minute is full."""
-        weight = 2 if request.method in WRITE_METHODS else 1
+        """Count the request (writes twice) against the minute, and a write against the burst
+        window; 429 once either is full."""
+        now = time.monotonic()
+        write = request.method in WRITE_METHODS
+        weight = 2 if write else 1
         used = self._used()
         if self.rate_limit is not None and used + weight > self.rate_limit:
-            wait = max(1, math.ceil(self._window[0][0] + 60 - time.monotonic()))
-            response = _vnd_error(429, "Rate limit exceeded")
-            response.headers["X-RateLimit-Retry-After"] = str(wait)
-            return response
-        self._window.append((time.monotonic(), weight))
+            return _too_many(self._window[0][0] + 60 - now)
+        if write and self.write_burst is not None:
+            limit, seconds = self.write_burst
+            while self._writes and now - self._writes[0] >= seconds:
+                self._writes.popleft()
+            if len(self._writes) >= limit:
+                return _too_many(self._writes[0] + seconds - now)
+            self._writes.append(now)
+        self._window.append((now, weight))
         return None
 
     def _guard(self, request: SimRequest) -> _Person | SimResponse:
@@ -635,7 +669,7 @@ class HelpScoutSimulator(Simulator):
         }
 
     def _page(self, request: SimRequest, path: str, key: str, rows: list[dict[str, Any]],
-              size: int) -> SimResponse:
+              size: int, *, page_info: bool = True) -> SimResponse:
         """One numbered HAL page; the ``_embedded`` key is left out when the page is empty."""
         raw = request.arg("page", "1") or "1"
         if not raw.isdigit() or int(raw) < 1:
@@ -646,21 +680,21 @@ class HelpScoutSimulator(Simulator):
         query = {k: v[0] for k, v in request.query.items() if k != "page"}
 
         def link(page: int) -> dict[str, str]:
-            return {"href": f"{self.url}{path}?{urlencode({**query, 'page': page})}"}
+            return {"href": f"{base}{path}?{urlencode({**query, 'page': page})}"}
 
+        base = self.link_base or self.url
         links: dict[str, Any] = {
             "self": link(number), "first": link(1), "last": link(max(pages, 1)),
-            "page": {"href": f"{self.url}{path}{{?page}}", "templated": True},
+            "page": {"href": f"{base}{path}{{?page}}", "templated": True},
         }
         if number < pages:
             links["next"] = link(number + 1)
         if number > 1:
             links["previous"] = link(number - 1)
-        body: dict[str, Any] = {
-            "_links": links,
-            "page": {"size": size, "totalElements": len(rows), "totalPages": pages,
-                     "number": number},
-        }
+        body: dict[str, Any] = {"_links": links}
+        if page_info:
+            body["page"] = {"size": size, "totalElements": len(rows), "totalPages": pages,
+                            "number": number}
         if chunk:
             body["_embedded"] = {key: chunk}
         return SimResponse(200, body)
@@ -685,7 +719,8 @@ class HelpScoutSimulator(Simulator):
                 rows[-1]["body"] = {"unexpected": ["object"]}
             prefix = "/v3" if v3 else "/v2"
             return self._page(request, f"{prefix}/conversations/{conversation_id}/threads",
-                              "threads", rows, THREADS_PAGE_SIZE)
+                              "threads", rows, THREADS_PAGE_SIZE,
+                              page_info=self.v3_page_info or not v3)
 
     def _create_thread(self, request: SimRequest, conversation_id: int, kind: str
                        ) -> SimResponse:
@@ -808,3 +843,18 @@ class HelpScoutSimulator(Simulator):
         if tag not in self._tag_ids:
             self._tag_ids[tag] = next(self._ids)
         return self._tag_ids[tag]
+
+    # ----- the play API of ``connector sandbox`` (see Simulator.seed_ticket) -------------------
+    def seed_ticket(self, customer: str, subject: str, body: str) -> int:
+        first, _, last = customer.partition(" ")
+        person = self.add_customer(first, last, email=self.play_email(customer))
+        return self.create_conversation(person, body, subject=subject)
+
+    def customer_reply(self, ticket_id: int, body: str) -> int:
+        return self.add_customer_reply(ticket_id, body)
+
+    def agent_reply(self, ticket_id: int, body: str) -> int:
+        return self.add_reply(ticket_id, self.owner_user_id, body)
+
+    def resolve(self, ticket_id: int) -> None:
+        self.set_status(ticket_id, "closed")

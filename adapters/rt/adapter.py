@@ -11,19 +11,18 @@ status, for instance); ``check_messages`` turns those into typed errors.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import logging
 import re
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
+from itertools import chain
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field
 
+from adapters.auth import PasswordAuth, TokenAuth, union_by_key
 from adapters.base import (
     Adapter,
     AdapterSettings,
@@ -34,10 +33,24 @@ from adapters.base import (
     Role,
     Ticket,
     as_dict,
-    union_by_key,
+)
+from adapters.paging import follow_pages
+from adapters.payload import text_or_none
+from adapters.rt.rest2 import (
+    PERMISSION,
+    Parts,
+    check_messages,
+    json_query,
+    path_segment,
+    rt_id,
+    rt_time,
+    sql_literal,
+    sql_time,
+    status_text,
+    transaction_bodies,
 )
 from adapters.text import body_text, clean_body
-from connector.errors import (
+from connector.core.errors import (
     BadRequest,
     ConfigError,
     MalformedResponse,
@@ -45,8 +58,7 @@ from connector.errors import (
     NotFound,
     PermissionDenied,
 )
-from connector.http import CallObserver
-from connector.redact import redact, register_secret
+from connector.core.http import CallObserver
 
 log = logging.getLogger(__name__)
 
@@ -62,36 +74,17 @@ MAX_PAGE = 100  # RT's cap on per_page
 MAX_BACKFILL_PAGES = 10_000  # a bound for the loop, far beyond any instance's ticket count
 MAX_LIST_PAGES = 50  # 5000 transactions or parts: a ticket beyond that is not a conversation
 USER_CACHE_SECONDS = 600.0
-# English wording of RT's refusals inside a 2xx answer; RT gives no other signal for them.
-_FAILURE = re.compile(
-    r"(?i)permission denied|isn't a valid|is not a valid|\binvalid\b|\billegal\b|couldn't|"
-    r"could not|\bcannot\b|can't|unable to|\bfailed\b|not allowed|internal error|no permission"
-)
-_PERMISSION = re.compile(r"(?i)permission denied|no permission|not allowed")
 _TOKEN_USER = re.compile(r"^\d+-(\d+)-[0-9a-f]+$", re.IGNORECASE)
 _TRANSACTION_LOCATION = re.compile(r"/transaction/(\d+)/?$")
-_UNSET_DATE = "1970-01-01T00:00:00Z"
-_Parts = tuple[str | None, str | None]  # a transaction's text/plain and text/html content
 
 
-class RTTokenAuth(BaseModel):
+class RTTokenAuth(TokenAuth):
     """An RT auth token (RT::Authen::Token, built into RT 5): ``Authorization: token …``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    token: SecretStr = Field(min_length=1)
+    form = "token {}"
 
 
-class RTPasswordAuth(BaseModel):
-    """An RT user's name and password over HTTP Basic; every request costs RT a bcrypt check."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    username: str = Field(min_length=1)
-    password: SecretStr = Field(min_length=1)
-
-
-RTAuth = union_by_key("token", RTTokenAuth, RTPasswordAuth)
+RTAuth = union_by_key("token", RTTokenAuth, PasswordAuth)
 
 
 class RTSettings(AdapterSettings):
@@ -101,6 +94,7 @@ class RTSettings(AdapterSettings):
     watched queues, and AdminUsers (or the author roles fall back to "requestor or not").
     """
 
+    api_suffix = API_PATH
     type: Literal["rt"]
     auth: RTAuth
     queues: list[Annotated[str, Field(min_length=1)]] | None = Field(
@@ -115,12 +109,6 @@ class RTSettings(AdapterSettings):
         default=MAX_PAGE, ge=1, le=MAX_PAGE, description="Transactions per change page.",
     )
 
-    @field_validator("url")
-    @classmethod
-    def _base_address(cls, value: str) -> str:
-        """Accept the REST2 address people copy from RT's docs; we add ``/REST/2.0`` ourselves."""
-        return value.removesuffix(API_PATH)
-
 
 class RTAdapter(Adapter):
     """Request Tracker 5 through REST2."""
@@ -134,7 +122,6 @@ class RTAdapter(Adapter):
 
     def __init__(self, settings: AdapterSettings, *, observer: CallObserver | None = None) -> None:
         super().__init__(settings, observer=observer)
-        self.authorization = _authorization(self.settings.auth)
         self._inactive = frozenset(s.lower() for s in self.settings.inactive_statuses)
         self._users: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
@@ -146,11 +133,11 @@ class RTAdapter(Adapter):
         """RT's version and our user; also that every configured queue exists for that user,
         because RT answers a search on an unknown queue with silence, not an error."""
         resp = self.http.request("GET", "/rt", endpoint="rt")
-        version = _safe(as_dict(resp.data).get("Version")) or "?"
+        version = status_text(as_dict(resp.data).get("Version")) or "?"
         who = self._own_user_name()
         for index, queue in enumerate(self.settings.queues or []):
             try:
-                self.http.request("GET", f"/queue/{_segment(queue)}", endpoint="queue")
+                self.http.request("GET", f"/queue/{path_segment(queue)}", endpoint="queue")
             except (NotFound, PermissionDenied) as exc:
                 raise ConfigError(
                     f"adapters.{self.name}.queues[{index}]: RT has no queue {queue!r} that "
@@ -169,7 +156,7 @@ class RTAdapter(Adapter):
         """
         if cursor is None:
             floor = self._newest_transaction_id()
-            condition = f"Created > '{_utc(start_from).strftime('%Y-%m-%d %H:%M:%S')}'"
+            condition = f"Created > {sql_time(start_from)}"
         else:
             floor = _cursor_id(cursor)
             condition = f"id > {floor}"
@@ -181,7 +168,7 @@ class RTAdapter(Adapter):
         items = body["items"]
         ticket_ids: list[str] = []
         for item in items:
-            ticket_id = _id(as_dict(item).get("ObjectId"))
+            ticket_id = rt_id(as_dict(item).get("ObjectId"))
             if ticket_id is not None and ticket_id not in ticket_ids:
                 ticket_ids.append(ticket_id)
         tickets: dict[str, Ticket] = {}
@@ -194,7 +181,7 @@ class RTAdapter(Adapter):
                 log.debug("%s: changed ticket %s skipped: %s", self.name, ticket_id, exc)
                 continue
             tickets.setdefault(ticket.external_id, ticket)
-        ids = [int(i) for item in items if (i := _id(as_dict(item).get("id"))) is not None]
+        ids = [int(i) for item in items if (i := rt_id(as_dict(item).get("id"))) is not None]
         new_cursor = str(max(ids) if ids else floor)
         # RT leaves out rows the user may not see after counting, so a short page is not proof
         # of the end; stopping early only defers the rest to the next poll.
@@ -215,17 +202,17 @@ class RTAdapter(Adapter):
         """History and bodies in two collection reads (plus a page check each); users cached."""
         number = _ticket_number(ticket.external_id)
         transactions = self._all_pages(f"/ticket/{number}/history", "history", {
-            "query": _json_query("Type", HISTORY_TYPES),
+            "query": json_query("Type", HISTORY_TYPES),
             "fields": "ObjectId,Type,Creator,Created,Field,OldValue,NewValue", "orderby": "id",
             "order": "ASC",
         })
         transactions = self._own_history(number, transactions)
         parts = self._all_pages(f"/ticket/{number}/attachments", "attachments", {
-            "query": _json_query("ContentType", ("text/plain", "text/html")),
+            "query": json_query("ContentType", ("text/plain", "text/html")),
             "fields": "TransactionId,ContentType,Content,Filename", "orderby": "id",
             "order": "ASC",
         })
-        bodies = _bodies(parts)
+        bodies = transaction_bodies(parts)
         messages = [
             message for item in transactions
             if (message := self._message(as_dict(item), ticket, bodies)) is not None
@@ -243,11 +230,11 @@ class RTAdapter(Adapter):
         own = str(number)
         others = {
             object_id for item in transactions
-            if (object_id := _id(as_dict(item).get("ObjectId"))) not in (None, own)
+            if (object_id := rt_id(as_dict(item).get("ObjectId"))) not in (None, own)
         }
         if not transactions or others:
             self.get_ticket(own)
-        return [t for t in transactions if _id(as_dict(t).get("ObjectId")) not in others]
+        return [t for t in transactions if rt_id(as_dict(t).get("ObjectId")) not in others]
 
     # ----- writes ----------------------------------------------------------------------------
     def post_draft(self, ticket_id: str, text: str) -> Posted:
@@ -260,7 +247,7 @@ class RTAdapter(Adapter):
             )
         except BadRequest as exc:
             # RT refuses a comment on a missing ticket as "Permission Denied" (400): tell apart.
-            if not _PERMISSION.search(exc.detail):
+            if not PERMISSION.search(exc.detail):
                 raise
             self.get_ticket(ticket_id)  # raises NotFound when that is the real reason
             raise PermissionDenied(str(exc.args[0]), status=exc.status, detail=exc.detail,
@@ -277,10 +264,10 @@ class RTAdapter(Adapter):
 
     # ----- helpers ---------------------------------------------------------------------------
     def _transaction_query(self, condition: str) -> str:
-        type_list = " OR ".join(f"Type = {_quote(t)}" for t in POLL_TYPES)
+        type_list = " OR ".join(f"Type = {sql_literal(t)}" for t in POLL_TYPES)
         query = f"ObjectType = 'RT::Ticket' AND {condition} AND ( {type_list} )"
         if self.settings.queues:
-            queues = " OR ".join(f"TicketQueue = {_quote(q)}" for q in self.settings.queues)
+            queues = " OR ".join(f"TicketQueue = {sql_literal(q)}" for q in self.settings.queues)
             query += f" AND ( {queues} )"
         return query
 
@@ -289,7 +276,7 @@ class RTAdapter(Adapter):
             "query": self._transaction_query("id > 0"), "fields": "Type",
             "orderby": "id", "order": "DESC", "per_page": 1,
         })
-        ids = [int(i) for item in body["items"] if (i := _id(as_dict(item).get("id")))]
+        ids = [int(i) for item in body["items"] if (i := rt_id(as_dict(item).get("id")))]
         return max(ids, default=0)
 
     def _page(self, path: str, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -305,47 +292,47 @@ class RTAdapter(Adapter):
         Not until a short page: RT drops rows the user may not see (outgoing mail without
         ShowOutgoingEmail, for one) after paging, so a short page can sit in the middle.
         """
-        items: list[Any] = []
-        for page in range(1, MAX_LIST_PAGES + 1):
-            body = self._page(path, endpoint, {**params, "per_page": MAX_PAGE, "page": page})
-            if not body["items"]:
-                return items
-            items.extend(body["items"])
-        log.warning("%s %s: stopped after %d pages", self.name, endpoint, MAX_LIST_PAGES)
-        return items
+        def read(page: int) -> tuple[list[Any], int | None]:
+            items = self._page(path, endpoint, {**params, "per_page": MAX_PAGE, "page": page})
+            return items["items"], page + 1 if items["items"] else None
+
+        return list(chain.from_iterable(follow_pages(
+            read, 1, limit=MAX_LIST_PAGES, what=f"{self.name} {endpoint}: {path}", noun="items",
+            endpoint=endpoint, strict=False,
+        )))
 
     def _ticket(self, data: dict[str, Any]) -> Ticket:
-        ticket_id = _id(data.get("id"))
+        ticket_id = rt_id(data.get("id"))
         status = data.get("Status")
         if ticket_id is None or not isinstance(status, str):
             raise MalformedResponse(f"{self.name} ticket: no id or status", endpoint="ticket")
         requestors = data.get("Requestor")
-        requester = _id(as_dict(requestors[0]).get("id")) if isinstance(requestors, list) \
+        requester = rt_id(as_dict(requestors[0]).get("id")) if isinstance(requestors, list) \
             and requestors else None
         user = self._user(requester) if requester else None
-        email = user.get("EmailAddress") if user else None
+        email = text_or_none(user.get("EmailAddress")) if user else None
         return Ticket(
             external_id=ticket_id,
             status=status,
             resolved=status.lower() in self._inactive,
-            updated_at=_time(data.get("LastUpdated")),
-            subject=data.get("Subject") if isinstance(data.get("Subject"), str) else None,
+            updated_at=rt_time(data.get("LastUpdated")),
+            subject=text_or_none(data.get("Subject")),
             requester_id=requester,
-            requester_email=email if isinstance(email, str) and email else None,
+            requester_email=email or None,
             url=f"{self.settings.url}/Ticket/Display.html?id={ticket_id}",
         )
 
     def _message(
-        self, item: dict[str, Any], ticket: Ticket, bodies: dict[str, _Parts]
+        self, item: dict[str, Any], ticket: Ticket, bodies: dict[str, Parts]
     ) -> Message | None:
-        txn_id = _id(item.get("id"))
+        txn_id = rt_id(item.get("id"))
         kind = item.get("Type")
-        created = _time(item.get("Created"))
+        created = rt_time(item.get("Created"))
         if txn_id is None or not isinstance(kind, str) or created is None:
             log.warning("%s: skipped a transaction on ticket %s without id, type or time",
                         self.name, ticket.external_id)
             return None
-        author = _id(as_dict(item.get("Creator")).get("id"))
+        author = rt_id(as_dict(item.get("Creator")).get("id"))
         if kind in MESSAGE_TYPES and author not in SYSTEM_USERS:
             role = self._role(author, ticket)
             public = kind != "Comment"
@@ -379,7 +366,7 @@ class RTAdapter(Adapter):
             return cached[1]
         try:
             user: dict[str, Any] | None = as_dict(
-                self.http.request("GET", f"/user/{_segment(name)}", endpoint="user").data
+                self.http.request("GET", f"/user/{path_segment(name)}", endpoint="user").data
             )
         except (NotFound, PermissionDenied):
             user = None
@@ -388,12 +375,12 @@ class RTAdapter(Adapter):
 
     def _own_user_name(self) -> str:
         auth = self.settings.auth
-        if isinstance(auth, RTPasswordAuth):
+        if isinstance(auth, PasswordAuth):
             return auth.username
         match = _TOKEN_USER.match(auth.token.get_secret_value())
         user = self._user(match.group(1)) if match else None  # a token names its user's id
         name = user.get("Name") if user else None
-        return _safe(name) or "the token's user"
+        return status_text(name) or "the token's user"
 
     # ----- backfill --------------------------------------------------------------------------
     def list_tickets(self, since: datetime, until: datetime | None) -> Iterator[list[Ticket]]:
@@ -402,114 +389,48 @@ class RTAdapter(Adapter):
         Paged by ``id > last`` rather than page numbers: the comments we post while the listing
         runs move tickets out of the window, and would shift numbered pages under us.
         """
-        window = f"LastUpdated >= '{_utc(since).strftime('%Y-%m-%d %H:%M:%S')}'"
+        window = f"LastUpdated >= {sql_time(since)}"
         if until is not None:
-            window += f" AND LastUpdated <= '{_utc(until).strftime('%Y-%m-%d %H:%M:%S')}'"
+            window += f" AND LastUpdated <= {sql_time(until)}"
         if self.settings.queues:
             window += " AND ( " + " OR ".join(
-                f"Queue = {_quote(q)}" for q in self.settings.queues) + " )"
-        last, page = 0, 1
-        for _ in range(MAX_BACKFILL_PAGES):
+                f"Queue = {sql_literal(q)}" for q in self.settings.queues) + " )"
+
+        def read(after: tuple[int, int]) -> tuple[list[int], tuple[int, int] | None]:
+            """Ids after ``last`` on ``page``, and where the next page is: a page RT emptied
+            of rows we may not see is followed by the next page number."""
+            last, page = after
             body = self._page("/tickets", "tickets", {
                 "query": f"{window} AND id > {last}", "fields": "id", "orderby": "id",
                 "order": "ASC", "per_page": MAX_PAGE, "page": page,
             })
-            ids = [int(i) for item in body["items"] if (i := _id(as_dict(item).get("id")))
+            ids = [int(i) for item in body["items"] if (i := rt_id(as_dict(item).get("id")))
                    and i.isdigit()]
-            if not ids:
-                if not body.get("next_page"):  # RT may drop unseen rows from a page: go on
-                    return
-                page += 1
+            if ids:
+                return ids, (max(ids), 1)
+            return [], (last, page + 1) if body.get("next_page") else None
+
+        pages = follow_pages(read, (0, 1), limit=MAX_BACKFILL_PAGES, noun="tickets",
+                             what=f"{self.name} backfill listing", endpoint="tickets",
+                             strict=False)
+        yield from (self._listed(ids) for ids in pages if ids)
+
+    def _listed(self, ids: list[int]) -> list[Ticket]:
+        tickets: dict[str, Ticket] = {}
+        for number in ids:
+            try:
+                ticket = self.get_ticket(str(number))
+            except (NotFound, PermissionDenied, Moved) as exc:  # merged: listed as its target
+                log.debug("%s: ticket %s skipped by backfill: %s", self.name, number, exc)
                 continue
-            tickets: dict[str, Ticket] = {}
-            for number in ids:
-                try:
-                    ticket = self.get_ticket(str(number))
-                except (NotFound, PermissionDenied, Moved) as exc:  # merged: listed as its target
-                    log.debug("%s: ticket %s skipped by backfill: %s", self.name, number, exc)
-                    continue
-                tickets.setdefault(ticket.external_id, ticket)
-            yield list(tickets.values())
-            last, page = max(ids), 1
-        log.warning("%s: backfill listing stopped after %d pages", self.name, MAX_BACKFILL_PAGES)
-
-
-def check_messages(data: Any, what: str) -> list[str]:
-    """RT's result messages; raises when one of them is a refusal dressed as success."""
-    messages = [str(m) for m in data] if isinstance(data, list) else []
-    failures = [m for m in messages if _FAILURE.search(m)]
-    if failures:
-        detail = redact(" ".join("; ".join(failures).split())[:300])
-        cls = PermissionDenied if any(_PERMISSION.search(m) for m in failures) else BadRequest
-        raise cls(f"{what}: RT refused", status=200, detail=detail, endpoint=what)
-    return messages
-
-
-def _authorization(auth: RTTokenAuth | RTPasswordAuth) -> str:
-    """The Authorization header; every form of the secret is registered so logs mask it."""
-    if isinstance(auth, RTTokenAuth):
-        token = auth.token.get_secret_value()
-        register_secret(token)
-        return f"token {token}"
-    password = auth.password.get_secret_value()
-    encoded = base64.b64encode(f"{auth.username}:{password}".encode()).decode()
-    register_secret(password)
-    register_secret(encoded)
-    return f"Basic {encoded}"
-
-
-def _bodies(parts: list[Any]) -> dict[str, _Parts]:
-    """Per transaction, its text/plain parts and its HTML parts, each joined; the text wins
-    when both are there (``body_text``).
-
-    Parts with a file name are attachments, not the message.
-    """
-    plain: dict[str, list[str]] = {}
-    html: dict[str, list[str]] = {}
-    for part in parts:
-        part = as_dict(part)
-        txn_id = _id(part.get("TransactionId"))
-        content = part.get("Content")
-        if txn_id is None or not isinstance(content, str) or part.get("Filename"):
-            continue
-        kind = str(part.get("ContentType", "")).lower()
-        (plain if kind == "text/plain" else html).setdefault(txn_id, []).append(content)
-    return {
-        txn: ("\n\n".join(c.strip() for c in plain[txn]) if txn in plain else None,
-              "\n".join(html[txn]) if txn in html else None)
-        for txn in {*plain, *html}
-    }
+            tickets.setdefault(ticket.external_id, ticket)
+        return list(tickets.values())
 
 
 def _change_text(kind: str, item: dict[str, Any]) -> str:
     field = item.get("Field") or kind
     old, new = item.get("OldValue") or "", item.get("NewValue") or ""
     return f"{field}: {old} -> {new}" if old or new else kind
-
-
-def _json_query(field: str, values: tuple[str, ...]) -> str:
-    """REST2's JSON search; conditions on the same field are OR-ed."""
-    return json.dumps([{"field": field, "value": v} for v in values])
-
-
-def _quote(value: str) -> str:
-    """A TicketSQL string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _segment(value: str) -> str:
-    return quote(value, safe="@")
-
-
-def _id(value: Any) -> str | None:
-    """RT sends ids as numbers in records and as strings in collections; we use strings."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
 
 
 def _ticket_number(ticket_id: str) -> int:
@@ -524,24 +445,3 @@ def _cursor_id(cursor: str) -> int:
         return int(cursor)
     except ValueError:
         raise ConfigError(f"not an RT cursor (a transaction id): {cursor!r}") from None
-
-
-def _utc(when: datetime) -> datetime:
-    """UTC, which RT reads TicketSQL dates in when the user's (or server's) zone is UTC."""
-    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value or value == _UNSET_DATE:
-        return None
-    try:
-        return _utc(datetime.fromisoformat(value))
-    except ValueError:
-        return None
-
-
-def _safe(value: Any) -> str:
-    """Server-provided text fit for a status line: one short line, secrets masked."""
-    if not isinstance(value, str):
-        return ""
-    return redact(" ".join(value.split())[:80])

@@ -12,36 +12,44 @@ the draft too; once an agent sends it, the article carries our marker like any o
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, PositiveInt, SecretStr
 
-from adapters import webhooks
+from adapters import signatures
+from adapters.auth import BearerTokenAuth, StaticCredentials, token_authorization, union_by_key
 from adapters.base import (
-    Adapter,
     AdapterSettings,
-    BearerTokenAuth,
     Capabilities,
     ChangePage,
+    FilteredSettings,
     Message,
     Posted,
     Role,
     Ticket,
     as_dict,
-    union_by_key,
+    contains_marker,
 )
-from adapters.payload import json_object, numeric_id, parse_time, path_number
+from adapters.cursor import Cursor, Millis
+from adapters.payload import (
+    json_object,
+    numeric_id,
+    parse_time,
+    path_number,
+    text_or_none,
+    text_set,
+)
+from adapters.replay import FeedOrder, ReplayAdapter
 from adapters.text import body_text, clean_body, text_to_html
-from connector.durations import Duration
-from connector.errors import MalformedResponse, NotFound, PermissionDenied
-from connector.http import CallObserver
-from connector.redact import register_secret
+from adapters.times import iso_millis, utc
+from connector.core.durations import Duration
+from connector.core.errors import MalformedResponse, NotFound, PermissionDenied
+from connector.core.http import CallObserver
 
 log = logging.getLogger(__name__)
 
@@ -57,32 +65,26 @@ SENDER_ROLES = {"Customer": Role.CUSTOMER, "Agent": Role.AGENT, "System": Role.S
 SEEDED_SENDERS = {1: Role.AGENT, 2: Role.CUSTOMER, 3: Role.SYSTEM}
 DRAFT_PREFIX = "draft:"  # shared drafts and articles have separate id sequences
 GROUP_CACHE_SECONDS = 300.0
-CURSOR_VERSION = 1
-MAX_BACKFILL_PAGES = 2000
 
 
-class ZammadTokenAuth(BaseModel):
+class ZammadTokenAuth(StaticCredentials):
     """A personal access token: ``Authorization: Token token=…``."""
 
-    model_config = ConfigDict(extra="forbid")
-
     token: SecretStr = Field(min_length=1)
+
+    def authorization(self) -> str:
+        return token_authorization("Token token={}", self.token)
 
 
 ZammadAuth = union_by_key("access_token", BearerTokenAuth, ZammadTokenAuth)
 
 
-class ZammadSettings(AdapterSettings):
-    """One Zammad instance. ``url`` is its address, e.g. ``https://helpdesk.example.com``.
+class ZammadSettings(FilteredSettings):
+    """One Zammad instance. ``url`` is its address, e.g. ``https://helpdesk.example.com``."""
 
-    The filters narrow which tickets the engine sees; a ticket must match every filter that is
-    set (``tags``: at least one of the listed tags).
-    """
-
+    api_suffix = API_PATH
     type: Literal["zammad"]
     auth: ZammadAuth
-    group_ids: list[int] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
     shared_drafts: bool = Field(
         default=True,
         description="Post a shared draft where the ticket's group allows it; False: notes only.",
@@ -92,12 +94,6 @@ class ZammadSettings(AdapterSettings):
         description="How far back each poll re-reads; must exceed the search index's lag.",
     )
     page_size: int = Field(default=100, ge=1, le=SEARCH_MAX_PAGE)
-
-    @field_validator("url")
-    @classmethod
-    def _instance_root(cls, value: str) -> str:
-        """Accept the API base people copy from Zammad's docs; we add ``/api/v1`` ourselves."""
-        return value.removesuffix(API_PATH)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +107,7 @@ class _Hit:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Position:
+class SearchPosition(Cursor):
     """Where the search resumes, and what was already reported.
 
     A *pass* reads the pages of ``updated_at >= since`` in order. ``seen`` maps ticket id to the
@@ -121,69 +117,59 @@ class _Position:
     this pass reported something. A pass that did both is followed by another one.
     """
 
-    since: datetime
-    page: int = 1
+    kind = "zammad"
+    version = 2
+
+    since: Millis
+    page: PositiveInt = 1
     seen: dict[str, str] = dataclasses.field(default_factory=dict)
     paged: bool = False
     fresh: bool = False
 
-    def dump(self) -> str:
-        return json.dumps(
-            {"v": CURSOR_VERSION, "since": _iso(self.since), "page": self.page,
-             "seen": self.seen, "paged": self.paged, "fresh": self.fresh},
-            sort_keys=True, separators=(",", ":"),
-        )
-
     @classmethod
-    def load(cls, text: str) -> _Position | None:
-        try:
-            data = as_dict(json.loads(text))
-        except ValueError:
-            return None
-        since, page, seen = parse_time(data.get("since")), data.get("page"), data.get("seen")
-        if data.get("v") != CURSOR_VERSION or since is None or not isinstance(page, int) \
-                or page < 1 or not isinstance(seen, dict) \
-                or not all(isinstance(v, str) for v in seen.values()):
-            return None
-        return cls(since, page, dict(seen), data.get("paged") is True, data.get("fresh") is True)
+    def upgrade(cls, text: str, data: Any) -> SearchPosition | None:
+        """Version 1 held the same fields, with ``v`` and without ``cursor``."""
+        if isinstance(data, dict) and data.get("v") == 1 and "cursor" not in data:
+            return cls.from_fields(data)
+        return None
 
 
-class ZammadAdapter(Adapter):
-    """Zammad over its REST API v1."""
+class ZammadAdapter(ReplayAdapter):
+    """Zammad over its REST API v1.
+
+    Backfill replays the search, which sorts by the index's change time: a ticket's own
+    ``updated_at`` can be newer, so pages are cut by ticket, not at the first late one.
+    """
 
     type_name = "zammad"
     capabilities = Capabilities(drafts=True, webhook="zammad-hmac-sha1")
     settings_model = ZammadSettings
     simulator = "adapters.zammad.simulator:ZammadSimulator"
+    feed_order = FeedOrder.INDEXED_CHANGE
+    max_backfill_pages = 2000
 
     settings: ZammadSettings
 
     def __init__(self, settings: AdapterSettings, *, observer: CallObserver | None = None) -> None:
         super().__init__(settings, observer=observer)
-        self.authorization = _authorization(self.settings.auth)
         self._states: dict[int, tuple[str, str]] = {}
         self._group_drafts: dict[int, tuple[bool, float]] = {}
 
     # ----- reads -----------------------------------------------------------------------------
     def check(self) -> str:
         """Who we are; a customer-only login is refused, since its notes would be public."""
-        resp = self.http.request(
-            "GET", f"{API_PATH}/users/me", endpoint="users_me", params={"expand": "true"}
-        )
-        user = json_object(resp.data, "users_me")
-        user_id = numeric_id(user.get("id"))
-        if user_id is None:
-            raise MalformedResponse(f"{self.name} users_me: no user id", endpoint="users_me")
+        account = self.read_account(f"{API_PATH}/users/me", "users_me", {"expand": "true"})
+        user = account.record
         roles = [r for r in user.get("roles") or [] if isinstance(r, str)]
         if roles and set(roles) == {"Customer"}:
             raise PermissionDenied(
-                f"{self.name} users_me: user {user_id} is a customer; internal notes and "
-                "shared drafts need an agent", status=resp.status, endpoint="users_me",
+                f"{self.name} users_me: user {account.id} is a customer; internal notes and "
+                "shared drafts need an agent", status=account.status, endpoint="users_me",
             )
         name = " ".join(
             str(user.get(key)) for key in ("firstname", "lastname") if user.get(key)
         ) or "unnamed"
-        return f"user {user_id} ({name}), roles: {', '.join(roles) or 'unknown'}"
+        return f"user {account.id} ({name}), roles: {', '.join(roles) or 'unknown'}"
 
     def poll_changes(self, cursor: str | None, start_from: datetime) -> ChangePage:
         """One search page under the cursor's bound: the tickets new or changed since reported.
@@ -194,7 +180,7 @@ class ZammadAdapter(Adapter):
         window nothing can be trusted that way, so a full page there is followed by the next
         page number, and the pass is repeated if that may have skipped a hit.
         """
-        position = self._position(cursor, start_from)
+        position = SearchPosition.resume(cursor, SearchPosition(utc(start_from)), self.name)
         size = self.settings.page_size
         resp = self.http.request(
             "GET", f"{API_PATH}/tickets/search", endpoint="tickets_search", params={
@@ -220,13 +206,14 @@ class ZammadAdapter(Adapter):
         if len(items) >= size:
             settled = max((hit.when for hit in hits if hit.when < horizon), default=None)
             if settled is not None and settled > position.since:
-                following = _Position(settled, 1, _recent(seen, settled), position.paged, fresh)
+                following = SearchPosition(settled, 1, _recent(seen, settled), position.paged,
+                                           fresh)
             else:
-                following = _Position(position.since, position.page + 1, seen, True, fresh)
+                following = SearchPosition(position.since, position.page + 1, seen, True, fresh)
             return ChangePage(tickets, following.dump(), True)
         since = max(position.since, horizon)
         again = position.paged and fresh
-        return ChangePage(tickets, _Position(since, 1, _recent(seen, since)).dump(), again)
+        return ChangePage(tickets, SearchPosition(since, 1, _recent(seen, since)).dump(), again)
 
     def get_ticket(self, ticket_id: str) -> Ticket:
         number = path_number(ticket_id)
@@ -244,20 +231,20 @@ class ZammadAdapter(Adapter):
                 f"{self.name} articles_by_ticket: answer is not a list of articles",
                 endpoint="articles_by_ticket",
             )
-        messages = [
-            message for article in articles
-            if (message := self._message(article, number)) is not None
-        ]
+        messages = self.read_entries(
+            articles, f"an article on ticket {number}",
+            lambda article, article_id, at: self._message(article, article_id, at, number),
+        )
         # Zammad lists oldest first; the sort only guards against a reordered answer.
         return sorted(messages, key=lambda m: (m.created_at, int(m.external_id)))
 
     def find_posted(self, ticket: Ticket, marker: str) -> str | None:
         """Our article (a note, or a draft an agent has sent), else our unsent shared draft."""
-        for message in self.list_messages(ticket):
-            if marker in message.body:
-                return message.external_id
+        found = super().find_posted(ticket, marker)
+        if found is not None:
+            return found
         draft = self._shared_draft(path_number(ticket.external_id))
-        if draft is not None and marker in draft[1]:
+        if draft is not None and contains_marker(draft[1], marker):
             return f"{DRAFT_PREFIX}{draft[0]}"
         return None
 
@@ -291,12 +278,8 @@ class ZammadAdapter(Adapter):
             json_body={"form_id": uuid.uuid4().hex, "new_article": new_article,
                        "ticket_attributes": {}},
         )
-        draft_id = numeric_id(as_dict(resp.data).get("shared_draft_id"))
-        if draft_id is None:
-            raise MalformedResponse(
-                f"{self.name} shared_draft_update: ticket {number} answered without a draft id",
-                status=resp.status, endpoint="shared_draft_update",
-            )
+        draft_id = self.answered_id(resp, "shared_draft_update", number, "draft",
+                                    "shared_draft_id")
         return Posted(f"{DRAFT_PREFIX}{draft_id}", "draft")
 
     def _post_note(self, number: str, html: str) -> Posted:
@@ -306,43 +289,9 @@ class ZammadAdapter(Adapter):
             json_body={"ticket_id": int(number), "body": html, "content_type": "text/html",
                        "type": "note", "internal": True},
         )
-        article_id = numeric_id(as_dict(resp.data).get("id"))
-        if article_id is None:
-            raise MalformedResponse(
-                f"{self.name} article_create: ticket {number} answered without an article id",
-                status=resp.status, endpoint="article_create",
-            )
-        return Posted(article_id, "note")
-
-    # ----- backfill --------------------------------------------------------------------------
-    def list_tickets(self, since: datetime, until: datetime | None) -> Iterator[list[Ticket]]:
-        """The live walk again, from ``since``, with a cursor that lives only in this generator.
-
-        Search sorts by change time, so the listing ends with the first page whose tickets all
-        changed after ``until``: the window is about a ticket's latest change.
-        """
-        cursor: str | None = None
-        for _ in range(MAX_BACKFILL_PAGES):
-            page = self.poll_changes(cursor, since)
-            inside = [
-                ticket for ticket in page.tickets
-                if until is None or ticket.updated_at is None or ticket.updated_at <= until
-            ]
-            yield inside
-            if not page.more or (page.tickets and not inside):
-                return
-            cursor = page.cursor
-        log.warning("%s: backfill listing stopped after %d pages", self.name, MAX_BACKFILL_PAGES)
+        return Posted(self.answered_id(resp, "article_create", number, "article"), "note")
 
     # ----- helpers ---------------------------------------------------------------------------
-    def _position(self, cursor: str | None, start_from: datetime) -> _Position:
-        start = start_from if start_from.tzinfo else start_from.replace(tzinfo=UTC)
-        position = _Position.load(cursor) if cursor else _Position(start)
-        if position is None:
-            log.warning("%s: unreadable cursor; searching again from the start time", self.name)
-            return _Position(start)
-        return position
-
     def _hit(self, index: int, item: Any) -> _Hit | None:
         raw = as_dict(item)
         ticket_id, updated = numeric_id(raw.get("id")), raw.get("updated_at")
@@ -354,7 +303,7 @@ class ZammadAdapter(Adapter):
 
     def _report(self, hit: _Hit) -> Ticket | None:
         """The ticket to report for a new hit, or None when filtered out or unusable."""
-        if self.settings.group_ids and hit.raw.get("group_id") not in self.settings.group_ids:
+        if not self.settings.wants_ids(hit.raw):
             return None
         try:
             ticket = self._ticket(hit.raw)
@@ -362,8 +311,7 @@ class ZammadAdapter(Adapter):
             log.warning("%s: skipped ticket %s from search: %s", self.name, hit.ticket_id, exc)
             return None
         ticket = dataclasses.replace(ticket, tags=self._tags(hit.ticket_id))
-        wanted = self.settings.tags
-        return ticket if not wanted or any(tag in ticket.tags for tag in wanted) else None
+        return ticket if self.settings.wants_tags(ticket.tags) else None
 
     def _ticket_raw(self, number: str, *, expand: bool) -> dict[str, Any]:
         resp = self.http.request(
@@ -378,16 +326,14 @@ class ZammadAdapter(Adapter):
         if ticket_id is None or not isinstance(state_id, int) or isinstance(state_id, bool):
             raise MalformedResponse(f"{self.name}: ticket without id or state_id")
         state_name, state_type = self._state(state_id)
-        shown = raw.get("state")
-        channel = raw.get("create_article_type")
         return Ticket(
             external_id=ticket_id,
-            status=shown if isinstance(shown, str) else state_name,
+            status=text_or_none(raw.get("state")) or state_name,
             resolved=state_type in RESOLVED_STATE_TYPES,
             updated_at=parse_time(raw.get("updated_at")),
-            subject=raw.get("title") if isinstance(raw.get("title"), str) else None,
+            subject=text_or_none(raw.get("title")),
             requester_id=numeric_id(raw.get("customer_id")),
-            channel=channel if isinstance(channel, str) else None,
+            channel=text_or_none(raw.get("create_article_type")),
             url=f"{self.settings.url}/#ticket/zoom/{ticket_id}",
         )
 
@@ -430,18 +376,11 @@ class ZammadAdapter(Adapter):
             )
         except NotFound:
             return frozenset()
-        tags = as_dict(resp.data).get("tags")
-        return frozenset(t for t in tags if isinstance(t, str)) if isinstance(tags, list) \
-            else frozenset()
+        return text_set(as_dict(resp.data).get("tags"))
 
-    def _message(self, item: Any, number: str) -> Message | None:
-        article = as_dict(item)
-        article_id = numeric_id(article.get("id"))
-        created_at = parse_time(article.get("created_at"))
-        if article_id is None or created_at is None:
-            log.warning("%s: skipped an article on ticket %s without id or time", self.name,
-                        number)
-            return None
+    def _message(
+        self, article: dict[str, Any], article_id: str, created_at: datetime, number: str
+    ) -> Message:
         role = SENDER_ROLES.get(article.get("sender")) or SEEDED_SENDERS.get(
             article.get("sender_id"), Role.SYSTEM
         )
@@ -512,19 +451,8 @@ class ZammadAdapter(Adapter):
     def webhook_ticket_ids(self, headers: Mapping[str, str], body: bytes) -> list[str]:
         """The default payload holds the whole ticket; a customised one must keep
         ``{"ticket": {"id": ...}}``."""
-        data = webhooks.json_object(body)
-        return [webhooks.ticket_id(as_dict(data.get("ticket")).get("id"), "ticket.id")]
-
-
-def _authorization(auth: ZammadTokenAuth | BearerTokenAuth) -> str:
-    """The Authorization header; the secret is registered so logs mask it."""
-    if isinstance(auth, BearerTokenAuth):
-        token = auth.access_token.get_secret_value()
-        register_secret(token)
-        return f"Bearer {token}"
-    token = auth.token.get_secret_value()
-    register_secret(token)
-    return f"Token token={token}"
+        data = signatures.json_object(body)
+        return [signatures.ticket_id(as_dict(data.get("ticket")).get("id"), "ticket.id")]
 
 
 def _recent(seen: dict[str, str], since: datetime) -> dict[str, str]:
@@ -535,24 +463,10 @@ def _recent(seen: dict[str, str], since: datetime) -> dict[str, str]:
     }
 
 
-def _iso(when: datetime) -> str:
-    """UTC with milliseconds, the precision Zammad and Elasticsearch keep."""
-    when = when.astimezone(UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-
-
 def _search_time(when: datetime) -> str:
     """A time inside a query_string: unescaped colons would end the field and break the query,
     which Zammad answers with no tickets at all."""
-    return _iso(when).replace(":", "\\:")
-
-
-
-
-
-
-
-
+    return iso_millis(when).replace(":", "\\:")
 
 
 def _body(article: dict[str, Any], role: Role) -> str:

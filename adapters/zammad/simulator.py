@@ -13,7 +13,14 @@ behaviours that break naive clients:
 - an article is public unless ``internal: true`` is sent, and a customer's token can only write
   public articles;
 - a shared draft touches its ticket, so our own draft brings the ticket back into the search;
-- no credentials get 403, wrong ones 401 (with ``X-Failure``), as Zammad answers.
+- no credentials get 403, wrong ones 401 (with ``X-Failure``), as Zammad answers; so do expired
+  ones: an OAuth2 access token lives two hours (Doorkeeper's default, which Zammad's
+  configuration keeps), a personal access token until its optional ``expires_at``.
+
+Documents followed (addresses and what each says: docs/adapters/zammad.md): docs.zammad.org
+(api/intro, api/ticket, api/ticket/articles, api/ticket/states, api/user-access-token, ...),
+admin-docs.zammad.org, and Zammad's source where the documents are silent
+(config/initializers/doorkeeper.rb, app/models/token.rb).
 
 Zammad itself documents no API rate limit; ``rate_limit`` stands in for a proxy or the hosted
 service throttling, with ``Retry-After`` and ``X-RateLimit-*`` headers.
@@ -35,8 +42,8 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from adapters.webhooks import post_webhook
-from connector.sandbox.server import SimRequest, SimResponse, Simulator
+from adapters.signatures import post_webhook
+from adapters.simulation import SimRequest, SimResponse, Simulator
 
 STATE_TYPES = {
     1: "new", 2: "open", 3: "pending reminder", 4: "pending action", 5: "closed", 6: "merged",
@@ -202,6 +209,9 @@ def _time_clause(value: str) -> Any:
     return lambda doc: compare(doc["updated"])
 
 
+OAUTH_LIFETIME = 7200.0  # Doorkeeper's default access-token lifetime, kept by Zammad
+
+
 class ZammadSimulator(Simulator):
     """Zammad's REST API v1, the subset the adapter uses, with the state tests inspect.
 
@@ -209,6 +219,7 @@ class ZammadSimulator(Simulator):
     under load). ``search_index``: False answers field queries like Zammad without
     Elasticsearch (no hits). ``rate_limit``: requests per minute before 429 (None: unlimited).
     ``groups_need_admin``: True refuses ``/groups`` to agents, as Zammad before 2025 did.
+    ``access_token_lifetime``: seconds an OAuth2 access token is accepted after it was added.
     A bot agent with the given API token and OAuth access token exists from the start, as do
     the default states and the group "Users" (shared drafts allowed).
     """
@@ -240,12 +251,14 @@ class ZammadSimulator(Simulator):
         groups_need_admin: bool = False,
         api_token: str = "zammad-token",
         access_token: str = "zammad-oauth",
+        access_token_lifetime: float = OAUTH_LIFETIME,
     ) -> None:
         super().__init__(port, host)
         self.index_lag = index_lag
         self.search_index = search_index
         self.rate_limit = rate_limit
         self.groups_need_admin = groups_need_admin
+        self.access_token_lifetime = access_token_lifetime
         self._ids = itertools.count(2)
         self._article_ids = itertools.count(1)
         self._numbers = itertools.count(31001)
@@ -259,8 +272,8 @@ class ZammadSimulator(Simulator):
         # (due, sequence, ticket id, document or None for a removal), applied in due order
         self._index_queue: list[tuple[float, int, int, dict[str, Any] | None]] = []
         self._index_seq = itertools.count()
-        self._api_tokens: dict[str, int] = {}
-        self._access_tokens: dict[str, int] = {}
+        self._api_tokens: dict[str, tuple[int, datetime | None]] = {}
+        self._access_tokens: dict[str, tuple[int, float]] = {}  # user id, monotonic expiry
         now = _iso(self._stamp())
         self.users[SYSTEM_USER_ID] = _User(SYSTEM_USER_ID, "-", "-", "", "", [], now)
         for number, (name, type_id, active) in enumerate(DEFAULT_STATES, start=1):
@@ -286,15 +299,18 @@ class ZammadSimulator(Simulator):
             )
         return user_id
 
-    def add_api_token(self, user_id: int, token: str) -> None:
+    def add_api_token(self, user_id: int, token: str, *,
+                      expires_at: datetime | None = None) -> None:
+        """A personal access token; it stops working at ``expires_at`` when one is set."""
         with self.lock:
             self._require_user(user_id)
-            self._api_tokens[token] = user_id
+            self._api_tokens[token] = (user_id, expires_at)
 
     def add_access_token(self, user_id: int, token: str) -> None:
+        """An OAuth2 access token, accepted for ``access_token_lifetime`` seconds from now."""
         with self.lock:
             self._require_user(user_id)
-            self._access_tokens[token] = user_id
+            self._access_tokens[token] = (user_id, time.monotonic() + self.access_token_lifetime)
 
     def revoke_group(self, user_id: int, group_id: int) -> None:
         """Take ``user_id``'s access to a group: its tickets answer 403 and leave search."""
@@ -827,13 +843,21 @@ class ZammadSimulator(Simulator):
         scheme, _, credentials = header.partition(" ")
         credentials = credentials.strip()
         if scheme.lower() == "token":
-            token = credentials.removeprefix("token=").strip('"')
-            user_id = self._api_tokens.get(token)
+            user_id = self._personal_token_user(credentials.removeprefix("token=").strip('"'))
         elif scheme.lower() == "bearer":
-            user_id = self._api_tokens.get(credentials) or self._access_tokens.get(credentials)
+            user_id = self._personal_token_user(credentials)
+            oauth = self._access_tokens.get(credentials)
+            if user_id is None and oauth is not None and time.monotonic() < oauth[1]:
+                user_id = oauth[0]
         else:
             return None
         return self.users.get(user_id) if user_id is not None else None
+
+    def _personal_token_user(self, token: str) -> int | None:
+        user_id, expires_at = self._api_tokens.get(token, (None, None))
+        if expires_at is not None and datetime.now(UTC) >= expires_at:
+            return None
+        return user_id
 
     def _guard(self, request: SimRequest, *, agent: bool = False) -> _User | SimResponse:
         """The authenticated user, or the 429/403/401 answer that ends the request."""
@@ -971,6 +995,23 @@ class ZammadSimulator(Simulator):
             "TicketSharedDraftZoom": {str(draft.id): self._draft_json(ticket, draft)},
             "User": {str(author.id): self._user_json(author, expand=False)},
         }
+
+    # ----- the play API of ``connector sandbox`` (see Simulator.seed_ticket) -------------------
+    def seed_ticket(self, customer: str, subject: str, body: str) -> int:
+        person = self.add_user(customer, "customer", self.play_email(customer))
+        return self.create_ticket(person, body, title=subject)
+
+    def customer_reply(self, ticket_id: int, body: str) -> int:
+        with self.lock:
+            customer = self._live(ticket_id).customer_id
+        return self.add_article(ticket_id, customer, body)
+
+    def agent_reply(self, ticket_id: int, body: str) -> int:
+        agent = self.play_agent(lambda name, email: self.add_user(name, "agent", email))
+        return self.add_article(ticket_id, agent, body)
+
+    def resolve(self, ticket_id: int) -> None:
+        self.set_state(ticket_id, "closed")
 
 
 def _expand(request: SimRequest) -> bool:

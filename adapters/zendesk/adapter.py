@@ -9,36 +9,55 @@ the export's ``comment_count`` side-load lets it skip a ticket whose count it al
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
-from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
-from itertools import takewhile
+from collections.abc import Mapping
+from datetime import datetime
+from itertools import chain
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
-from adapters import webhooks
-from adapters.base import (
-    Adapter,
-    AdapterSettings,
+from adapters import signatures
+from adapters.auth import (
     BearerTokenAuth,
+    Credentials,
+    OAuthGrant,
+    StaticCredentials,
+    basic_authorization,
+    union_by_keys,
+)
+from adapters.base import (
+    AdapterSettings,
     Capabilities,
     ChangePage,
+    FilteredSettings,
     Message,
     Posted,
     Role,
     Ticket,
     as_dict,
-    union_by_key,
 )
-from adapters.payload import json_object, numeric_id, parse_time, path_number
-from adapters.text import body_text, clean_body
-from connector.errors import AuthenticationFailed, MalformedResponse, NotFound, PermissionDenied
-from connector.http import CallObserver
-from connector.redact import register_secret
+from adapters.paging import follow_pages, link_query
+from adapters.payload import (
+    json_object,
+    numeric_id,
+    parse_time,
+    path_number,
+    record_id,
+    text_or_none,
+    text_set,
+)
+from adapters.replay import FeedOrder, ReplayAdapter
+from adapters.text import body_text, clean_body, text_to_html
+from adapters.times import utc
+from connector.core.errors import (
+    AuthenticationFailed,
+    MalformedResponse,
+    NotFound,
+    PermissionDenied,
+)
+from connector.core.http import CallObserver
 
 log = logging.getLogger(__name__)
 
@@ -49,65 +68,104 @@ AGENT_ROLES = frozenset({"agent", "admin"})
 EXPORT_EXCLUSION = 60.0  # Zendesk leaves the newest minute out of the export (and refuses it)
 CLOCK_SKEW = 10.0  # our clock may run ahead of Zendesk's; a few seconds earlier costs nothing
 COMMENTS_PAGE_MAX = 100
-MAX_BACKFILL_PAGES = 10_000  # a bound for the loop, far beyond any account's export
 MAX_COMMENT_PAGES = 60  # Zendesk caps a ticket at 5000 comments: 50 full pages
 START_PREFIX = "start_time:"  # our own cursor form until Zendesk has handed out a real one
+TOKEN_PATH = "/oauth/tokens"  # Create Token for Grant Type (JSON body)
+DEFAULT_TOKEN_LIFETIME = 1800.0  # Zendesk's default access-token TTL, when no expires_in is sent
+ADMIN_NEEDED = "the incremental export is allowed for admins only: the user must be an admin"
 
 
-class ZendeskTokenAuth(BaseModel):
-    """API token of an agent: Basic ``{email}/token:{api_token}`` (tokens retire 2027-04-30)."""
-
-    model_config = ConfigDict(extra="forbid")
+class ZendeskTokenAuth(StaticCredentials):
+    """API token of an admin: Basic ``{email}/token:{api_token}`` (tokens retire 2027-04-30)."""
 
     email: str = Field(min_length=3)
     api_token: SecretStr = Field(min_length=1)
 
+    def authorization(self) -> str:
+        return basic_authorization(f"{self.email}/token", self.api_token)
 
-ZendeskAuth = union_by_key("access_token", BearerTokenAuth, ZendeskTokenAuth)
+
+class ZendeskClientCredentials(Credentials):
+    """A confidential OAuth client (Admin Center > Apps and integrations > APIs > OAuth
+    clients); its client-credentials tokens act as the admin who created it."""
+
+    client_id: str = Field(min_length=1, description="The client's unique identifier.")
+    client_secret: SecretStr = Field(min_length=1)
+    scope: str = Field(default="read write", min_length=1)
 
 
-class ZendeskSettings(AdapterSettings):
-    """One Zendesk account. ``url`` is the account root, e.g. ``https://acme.zendesk.com``.
+class ZendeskRefreshAuth(Credentials):
+    """The refresh token an authorization-code flow gave this client. Zendesk replaces it on
+    every use; the newest is kept in the database and wins over this one after a restart."""
 
-    The filters narrow which tickets the engine sees; a ticket must match every filter that is
-    set (``tags``: at least one of the listed tags).
-    """
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr = Field(min_length=1)
+    refresh_token: SecretStr = Field(min_length=1)
+    scope: str | None = Field(default=None, min_length=1)
 
+
+ZendeskAuth = union_by_keys(
+    [("refresh_token", ZendeskRefreshAuth), ("client_id", ZendeskClientCredentials),
+     ("access_token", BearerTokenAuth)],
+    ZendeskTokenAuth,
+)
+
+
+class ZendeskSettings(FilteredSettings):
+    """One Zendesk account. ``url`` is the account root, e.g. ``https://acme.zendesk.com``."""
+
+    api_suffix = "/api/v2"
     type: Literal["zendesk"]
     auth: ZendeskAuth
-    group_ids: list[int] = Field(default_factory=list)
     brand_ids: list[int] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
     page_size: int = Field(
         default=1000, ge=1, le=1000,
         description="Tickets per export page; comment pages use at most 100 (Zendesk's cap).",
     )
+    support_type_scope: Literal["all", "agent", "ai_agent"] = Field(
+        default="all",
+        description="Which tickets the export lists: Zendesk's own default, agent, leaves out "
+        "tickets its AI agents handle.",
+    )
 
-    @field_validator("url")
-    @classmethod
-    def _account_root(cls, value: str) -> str:
-        """Accept the API base people copy from Zendesk's docs; we add ``/api/v2`` ourselves."""
-        return value.removesuffix("/api/v2")
 
+class ZendeskAdapter(ReplayAdapter):
+    """Zendesk Support over its REST API v2.
 
-class ZendeskAdapter(Adapter):
-    """Zendesk Support over its REST API v2."""
+    Backfill replays the export, which lists each ticket once, at its latest change.
+    """
 
     type_name = "zendesk"
     capabilities = Capabilities(drafts=False, webhook="zendesk-hmac-sha256")
     settings_model = ZendeskSettings
     simulator = "adapters.zendesk.simulator:ZendeskSimulator"
+    # The incremental exports have a limit of their own: its 429 must not stop posts and reads.
+    rate_families = {"incremental_tickets": "incremental_export"}
+    feed_order = FeedOrder.LATEST_CHANGE
 
     settings: ZendeskSettings
 
     def __init__(self, settings: AdapterSettings, *, observer: CallObserver | None = None) -> None:
         super().__init__(settings, observer=observer)
-        self.authorization = _authorization(self.settings.auth)
+        auth = self.settings.auth
+        if isinstance(auth, ZendeskClientCredentials | ZendeskRefreshAuth):
+            refresh = auth.refresh_token.get_secret_value() \
+                if isinstance(auth, ZendeskRefreshAuth) else None
+            self.use_oauth(OAuthGrant(
+                TOKEN_PATH, auth.client_id, auth.client_secret.get_secret_value(),
+                scope=auth.scope, refresh_token=refresh, default_lifetime=DEFAULT_TOKEN_LIFETIME,
+            ), "Zendesk")
+        if isinstance(auth, ZendeskTokenAuth):
+            log.warning("%s: %s.auth is a Zendesk API token; Zendesk deactivates every API token "
+                        "on 2027-04-30 (and any unused for 30 days): switch to an OAuth client "
+                        "(client_id, client_secret)", self.name, self.settings.key_path)
         self._custom_categories: dict[int, str] | None = None
 
     # ----- reads -----------------------------------------------------------------------------
     def check(self) -> str:
-        """Who we are; Zendesk answers an unaccepted login as the anonymous user, not a 401."""
+        """Who we are; Zendesk answers an unaccepted login as the anonymous user, not a 401.
+        Only an admin may read the incremental export, so anyone else fails here rather than
+        on every poll."""
         resp = self.http.request("GET", "/api/v2/users/me.json", endpoint="users_me")
         user = as_dict(json_object(resp.data, "users_me").get("user"))
         user_id = numeric_id(user.get("id"))
@@ -117,9 +175,10 @@ class ZendeskAdapter(Adapter):
                 status=resp.status, endpoint="users_me",
             )
         role = user.get("role")
-        if role not in AGENT_ROLES:
+        if role != "admin":
             raise PermissionDenied(
-                f"{self.name} users_me: user {user_id} is {role!r}; internal notes need an agent",
+                f"{self.name} users_me: user {user_id} is {role!r}; {ADMIN_NEEDED} "
+                f"(the user of {self.settings.key_path}.auth)",
                 status=resp.status, endpoint="users_me",
             )
         return f"{role} {user_id} ({user.get('name') or 'unnamed'})"
@@ -134,6 +193,7 @@ class ZendeskAdapter(Adapter):
         # ``comment_count`` lets the engine skip re-reading a ticket that only our note changed.
         params: dict[str, Any] = {
             "per_page": self.settings.page_size, "include": "users,comment_count",
+            "support_type_scope": self.settings.support_type_scope,
         }
         if cursor and not cursor.startswith(START_PREFIX):
             params["cursor"] = cursor
@@ -141,7 +201,15 @@ class ZendeskAdapter(Adapter):
             start = int(cursor.removeprefix(START_PREFIX)) if cursor else _start_time(start_from)
             params["start_time"] = start
             cursor = f"{START_PREFIX}{start}"
-        resp = self.http.request("GET", EXPORT_PATH, endpoint="incremental_tickets", params=params)
+        try:
+            resp = self.http.request("GET", EXPORT_PATH, endpoint="incremental_tickets",
+                                     params=params)
+        except PermissionDenied as exc:
+            raise PermissionDenied(
+                f"{self.name} incremental_tickets: {ADMIN_NEEDED} (the user of "
+                f"{self.settings.key_path}.auth)",
+                status=exc.status, detail=exc.detail, endpoint="incremental_tickets",
+            ) from None
         body = json_object(resp.data, "incremental_tickets")
         items = body.get("tickets")
         if not isinstance(items, list):
@@ -170,20 +238,25 @@ class ZendeskAdapter(Adapter):
 
     def list_messages(self, ticket: Ticket) -> list[Message]:
         comments, roles = self._comment_pages(path_number(ticket.external_id))
-        messages = [
-            message for comment in comments
-            if (message := self._message(comment, ticket, roles)) is not None
-        ]
+        messages = self.read_entries(
+            comments, f"a comment on ticket {ticket.external_id}",
+            lambda comment, comment_id, at: self._message(comment, comment_id, at, ticket, roles),
+        )
         # Zendesk sends oldest first already; a stable sort keeps its order for equal times.
         return sorted(messages, key=lambda m: m.created_at)
 
     # ----- writes ----------------------------------------------------------------------------
     def post_draft(self, ticket_id: str, text: str) -> Posted:
-        """Add a private comment; ``public`` is explicit because Zendesk's default is public."""
+        """Add a private comment; ``public`` is explicit because Zendesk's default is public.
+
+        The text goes as ``html_body``: ``body`` collapses runs of newlines and renders Markdown,
+        and either would run placeholders, so every brace is an entity (shown as a brace, never
+        read as ``{{...}}``) and the agent sees the answer exactly as it was written.
+        """
         number = path_number(ticket_id)
         resp = self.http.request(
             "PUT", f"/api/v2/tickets/{number}.json", endpoint="ticket_update",
-            json_body={"ticket": {"comment": {"body": text, "public": False}}},
+            json_body={"ticket": {"comment": {"html_body": _html(text), "public": False}}},
             idempotent=False,
         )
         audit = as_dict(as_dict(resp.data).get("audit"))
@@ -210,40 +283,24 @@ class ZendeskAdapter(Adapter):
         except MalformedResponse:
             log.warning("%s: skipped export item %d: not a ticket with an id", self.name, index)
             return None
-        return ticket if self._wanted(raw) else None
-
-    def _wanted(self, raw: dict[str, Any]) -> bool:
-        settings = self.settings
-        if settings.group_ids and raw.get("group_id") not in settings.group_ids:
-            return False
-        if settings.brand_ids and raw.get("brand_id") not in settings.brand_ids:
-            return False
-        tags = raw.get("tags")
-        return not settings.tags or (
-            isinstance(tags, list) and any(tag in tags for tag in settings.tags)
-        )
+        return ticket if self.settings.wants(raw, brand_id=self.settings.brand_ids) else None
 
     def _ticket(self, raw: Any, emails: dict[str, str]) -> Ticket:
         raw = as_dict(raw)
-        ticket_id = numeric_id(raw.get("id"))
-        if ticket_id is None:
-            raise MalformedResponse(f"{self.name}: ticket without an id")
-        status = raw.get("status") if isinstance(raw.get("status"), str) else "unknown"
+        ticket_id = record_id(raw, f"{self.name}: ticket")
+        status = text_or_none(raw.get("status")) or "unknown"
         requester_id = numeric_id(raw.get("requester_id"))
-        tags = raw.get("tags")
-        channel = as_dict(raw.get("via")).get("channel")
         count = raw.get("comment_count")
         return Ticket(
             external_id=ticket_id,
             status=status,
             resolved=self._resolved(status, raw.get("custom_status_id")),
             updated_at=parse_time(raw.get("updated_at")),
-            subject=raw.get("subject") if isinstance(raw.get("subject"), str) else None,
+            subject=text_or_none(raw.get("subject")),
             requester_id=requester_id,
             requester_email=emails.get(requester_id) if requester_id else None,
-            channel=channel if isinstance(channel, str) else None,
-            tags=frozenset(t for t in tags if isinstance(t, str))
-            if isinstance(tags, list) else frozenset(),
+            channel=text_or_none(as_dict(raw.get("via")).get("channel")),
+            tags=text_set(raw.get("tags")),
             url=f"{self.settings.url}/agent/tickets/{ticket_id}",
             message_count=count if isinstance(count, int) and not isinstance(count, bool)
             and count >= 0 else None,
@@ -280,44 +337,29 @@ class ZendeskAdapter(Adapter):
         params: dict[str, Any] = {
             "page[size]": min(self.settings.page_size, COMMENTS_PAGE_MAX), "include": "users",
         }
-        comments: list[Any] = []
         roles: dict[str, str] = {}
-        seen: set[str] = set()
-        for _ in range(MAX_COMMENT_PAGES):
-            resp = self.http.request("GET", path, endpoint="ticket_comments", params=params)
+
+        def read(after: str | None) -> tuple[list[Any], str | None]:
+            query = params if after is None else {**params, "page[after]": after}
+            resp = self.http.request("GET", path, endpoint="ticket_comments", params=query)
             body = json_object(resp.data, "ticket_comments")
             page = body.get("comments")
             if not isinstance(page, list):
                 raise MalformedResponse(
                     f"{self.name} ticket_comments: no comments list", endpoint="ticket_comments"
                 )
-            comments.extend(page)
             roles.update(_user_roles(body.get("users")))
-            after = _next_page_cursor(body)
-            if after is None:
-                return comments, roles
-            if after in seen:
-                raise MalformedResponse(
-                    f"{self.name} ticket_comments: cursor repeats on ticket {number}",
-                    endpoint="ticket_comments",
-                )
-            seen.add(after)
-            params = {**params, "page[after]": after}
-        raise MalformedResponse(
-            f"{self.name} ticket_comments: ticket {number} has more than {MAX_COMMENT_PAGES} "
-            "pages of comments", endpoint="ticket_comments",
-        )
+            return page, _next_page_cursor(body, path)
 
-    def _message(self, item: Any, ticket: Ticket, roles: dict[str, str]) -> Message | None:
-        comment = as_dict(item)
-        comment_id = numeric_id(comment.get("id"))
-        created_at = parse_time(comment.get("created_at"))
-        if comment_id is None or created_at is None:
-            log.warning(
-                "%s: skipped a comment on ticket %s without id or time", self.name,
-                ticket.external_id,
-            )
-            return None
+        pages = follow_pages(read, None, limit=MAX_COMMENT_PAGES, noun="comments",
+                             what=f"{self.name} ticket_comments: ticket {number}",
+                             endpoint="ticket_comments")
+        return list(chain.from_iterable(pages)), roles
+
+    def _message(
+        self, comment: dict[str, Any], comment_id: str, created_at: datetime, ticket: Ticket,
+        roles: dict[str, str],
+    ) -> Message:
         author_id = numeric_id(comment.get("author_id"))
         role = _role(
             comment, roles.get(author_id or ""),
@@ -333,27 +375,6 @@ class ZendeskAdapter(Adapter):
             author_id=author_id,
         )
 
-    # ----- backfill --------------------------------------------------------------------------
-    def list_tickets(self, since: datetime, until: datetime | None) -> Iterator[list[Ticket]]:
-        """The export again, from ``since``, with a cursor that lives only in this generator.
-
-        The export is ordered by change time and lists each ticket once, at its latest change,
-        so the listing ends at the first ticket changed after ``until``: the window is about a
-        ticket's latest change.
-        """
-        cursor: str | None = None
-        for _ in range(MAX_BACKFILL_PAGES):
-            page = self.poll_changes(cursor, since)
-            inside = list(takewhile(
-                lambda t: until is None or t.updated_at is None or t.updated_at <= until,
-                page.tickets,
-            ))
-            yield inside
-            if len(inside) < len(page.tickets) or not page.more:
-                return
-            cursor = page.cursor
-        log.warning("%s: backfill listing stopped after %d pages", self.name, MAX_BACKFILL_PAGES)
-
     # ----- webhooks --------------------------------------------------------------------------
     def webhook_delivery_id(self, headers: Mapping[str, str]) -> str | None:
         return headers.get("x-zendesk-webhook-invocation-id") or None
@@ -362,41 +383,24 @@ class ZendeskAdapter(Adapter):
         """Event webhooks carry ``detail.id`` (events of other domains name no ticket); a
         trigger or automation webhook sends the body the admin wrote, which must be
         ``{"ticket_id": "{{ticket.id}}"}``."""
-        data = webhooks.json_object(body)
+        data = signatures.json_object(body)
         event = data.get("type")
         if isinstance(event, str) and event.startswith("zen:event-type:"):
             if not event.startswith("zen:event-type:ticket."):
                 return []
-            return [webhooks.ticket_id(as_dict(data.get("detail")).get("id"), "detail.id")]
-        return [webhooks.ticket_id(data.get("ticket_id"), "ticket_id")]
+            return [signatures.ticket_id(as_dict(data.get("detail")).get("id"), "detail.id")]
+        return [signatures.ticket_id(data.get("ticket_id"), "ticket_id")]
 
 
-def _authorization(auth: ZendeskTokenAuth | BearerTokenAuth) -> str:
-    """The Authorization header; every form of the secret is registered so logs mask it."""
-    if isinstance(auth, BearerTokenAuth):
-        token = auth.access_token.get_secret_value()
-        register_secret(token)
-        return f"Bearer {token}"
-    token = auth.api_token.get_secret_value()
-    encoded = base64.b64encode(f"{auth.email}/token:{token}".encode()).decode()
-    register_secret(token)
-    register_secret(encoded)
-    return f"Basic {encoded}"
+def _html(text: str) -> str:
+    """Plain text as HTML paragraphs, with no ``{`` left for Zendesk's placeholder engine."""
+    return text_to_html(text).replace("{", "&#123;")
 
 
 def _start_time(start_from: datetime) -> int:
     """The first export's start: never in the newest minute Zendesk refuses, never negative."""
-    when = start_from if start_from.tzinfo else start_from.replace(tzinfo=UTC)
     latest = time.time() - EXPORT_EXCLUSION - CLOCK_SKEW
-    return max(0, int(min(when.timestamp(), latest)))
-
-
-
-
-
-
-
-
+    return max(0, int(min(utc(start_from).timestamp(), latest)))
 
 
 def _side_loaded(users: Any) -> list[dict[str, Any]]:
@@ -417,21 +421,22 @@ def _user_roles(users: Any) -> dict[str, str]:
     }
 
 
-def _next_page_cursor(body: dict[str, Any]) -> str | None:
-    """The ``page[after]`` value of the next page, or None on the last page."""
+def _next_page_cursor(body: dict[str, Any], path: str) -> str | None:
+    """The ``page[after]`` value of the next page, or None on the last page; from
+    ``links.next`` only when ``meta`` has none."""
     meta = as_dict(body.get("meta"))
     if meta.get("has_more") is not True:
         return None
     after = meta.get("after_cursor")
     if isinstance(after, str) and after:
         return after
-    # Only the cursor is taken from links.next: the host stays ours, so credentials do too.
     link = as_dict(body.get("links")).get("next")
-    values = parse_qs(urlsplit(link).query).get("page[after]") if isinstance(link, str) else None
-    if not values:
+    after = link_query(link, path, "ticket_comments").get("page[after]") \
+        if isinstance(link, str) else None
+    if not after:
         raise MalformedResponse("ticket_comments: has_more without a cursor",
                                 endpoint="ticket_comments")
-    return values[0]
+    return after
 
 
 def _role(comment: dict[str, Any], author_role: str | None, *, by_requester: bool) -> Role:

@@ -6,6 +6,26 @@ behaviours that break naive clients: the export leaves out the newest changes, r
 comment is public unless ``public: false`` is sent; wrong credentials get 401, none at all get the
 anonymous user on ``users/me``; every answer carries the rate-limit headers.
 
+The documents it follows (each fact, its address and the test that holds the simulator to it are
+listed in ``docs/adapters/zendesk.md``):
+
+- OAuth: "OAuth Tokens for Grant Types"
+  (https://developer.zendesk.com/api-reference/ticketing/oauth/grant_type_tokens/), the
+  refresh-token and expiry announcement (https://support.zendesk.com/hc/en-us/articles/9182123625370)
+  and "Migrating from API tokens to OAuth access tokens"
+  (https://developer.zendesk.com/documentation/api-basics/authentication/oauth-migration/):
+  ``POST /oauth/tokens`` takes JSON; access tokens expire (``access_token_ttl``, Zendesk's default
+  30 minutes); a refresh-token grant returns a new access and refresh token and invalidates both
+  previous ones; a revoked client is refused.
+- Incremental exports
+  (https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremental_exports/):
+  allowed for admins only (an agent gets 403); ``support_type_scope`` (``agent`` by default, so
+  tickets handled by AI agents are left out unless ``all`` is asked); a limit of 10 requests a
+  minute of its own (``export_rate_limit``), on top of the account's.
+- Placeholders (https://support.zendesk.com/hc/en-us/articles/4408886858138): ``{{...}}`` in a
+  comment written through the API is rendered like a macro's (whether Zendesk does this for API
+  comments is *unverified*; the simulator assumes the worst).
+
 Changes get strictly increasing nanosecond stamps (``generated_timestamp`` is their whole second),
 so a change made while a client pages can never land behind a cursor already handed out. Zendesk
 gets the same guarantee from its one-minute exclusion; here it holds even with
@@ -21,6 +41,8 @@ import hmac
 import itertools
 import json
 import math
+import re
+import secrets
 import time
 import uuid
 from collections import deque
@@ -30,12 +52,16 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
+from adapters.signatures import post_webhook
+from adapters.simulation import SimRequest, SimResponse, Simulator
 from adapters.text import html_to_text
-from adapters.webhooks import post_webhook
-from connector.sandbox.server import SimRequest, SimResponse, Simulator
 
 NS = 1_000_000_000
 ROLES = ("end-user", "agent", "admin")
+SUPPORT_TYPES = ("agent", "ai_agent")  # who handles a ticket; the export lists "agent" by default
+EXPORT_LIMIT = 10  # requests a minute to the incremental exports, Zendesk's documented limit
+DEFAULT_TOKEN_TTL = 1800.0  # OAuth clients created after 2026-04-30: 30-minute access tokens
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 CATEGORIES = ("new", "open", "pending", "hold", "solved")
 NOMINAL_LIMIT = 700  # what X-Rate-Limit says when no limit is enforced (Enterprise plan)
@@ -47,6 +73,7 @@ _ENDPOINTS = [
     ("GET", "/api/v2/tickets/<int:ticket_id>/comments", "ticket_comments"),
     ("GET", "/api/v2/custom_statuses", "custom_statuses"),
 ]
+_OAUTH_ROUTES = [("POST", "/oauth/tokens", "oauth_tokens")]
 _NO_SYSTEM_SOURCE: dict[str, Any] = {"from": {}, "to": {}, "rel": None}
 
 
@@ -57,6 +84,22 @@ class _User:
     email: str | None
     role: str
     created_at: str
+
+
+@dataclass
+class _OAuthClient:
+    identifier: str
+    secret: str
+    user_id: int  # whom a client-credentials token acts as (the admin who made the client)
+    revoked: bool = False
+
+
+@dataclass
+class _AccessToken:
+    user_id: int
+    expires_at: float  # monotonic; math.inf for tokens that never expire
+    client: str | None = None
+    refresh: str | None = None  # the refresh token issued with it; using that one ends it
 
 
 @dataclass
@@ -84,6 +127,7 @@ class _Ticket:
     tags: list[str]
     via: dict[str, Any]
     created_at: str
+    support_type: str = "agent"
     updated_at: str = ""
     stamp: int = 0  # nanoseconds of the last change: the export's order and cursor position
     comments: list[_Comment] = field(default_factory=list)
@@ -109,6 +153,10 @@ def _error(status: int, error: str, description: str) -> SimResponse:
     return SimResponse(status, {"error": error, "description": description})
 
 
+def _oauth_error(status: int, error: str, description: str) -> SimResponse:
+    return SimResponse(status, {"error": error, "error_description": description})
+
+
 def _unauthenticated() -> SimResponse:
     return _error(401, "Couldn't authenticate you", "Couldn't authenticate you")
 
@@ -126,7 +174,12 @@ class ZendeskSimulator(Simulator):
     ``comment_count_public_only``: the export's ``comment_count`` side-load counts public comments
     only (default: every comment). Which one real Zendesk does is not confirmed, so the engine
     must be right under both.
-    A bot agent with the given e-mail, API token and OAuth access token exists from the start.
+    ``export_rate_limit``: requests per minute to the export before its own 429 (Zendesk: 10;
+    None: only the account limit, so tests that poll many times a second are not slowed).
+    ``token_ttl``: seconds an access token from ``/oauth/tokens`` lives (Zendesk's default 1800).
+    A bot user (``bot_role``, an admin as the export needs) with the given e-mail, API token and
+    a never-expiring OAuth access token exists from the start, with a confidential OAuth client
+    ``bot_client_id``/``bot_client_secret`` whose client-credentials tokens act as the bot.
     """
 
     service = "zendesk"
@@ -134,7 +187,7 @@ class ZendeskSimulator(Simulator):
         (method, rule + suffix, name)
         for method, rule, name in _ENDPOINTS
         for suffix in (".json", "")
-    ]
+    ] + _OAUTH_ROUTES
 
     def __init__(
         self,
@@ -146,12 +199,25 @@ class ZendeskSimulator(Simulator):
         custom_statuses: bool = True,
         comment_count_public_only: bool = False,
         bot_email: str = "bot@example.com",
+        bot_role: str = "admin",
         api_token: str = "zd-token",
         access_token: str = "zd-oauth",
+        export_rate_limit: int | None = None,
+        token_ttl: float = DEFAULT_TOKEN_TTL,
+        bot_client_id: str = "uppzy_connector",
+        bot_client_secret: str = "zd-client-secret",
     ) -> None:
         super().__init__(port, host)
         self.exclude_newest = exclude_newest
         self.rate_limit = rate_limit
+        self.export_rate_limit = export_rate_limit
+        self.token_ttl = token_ttl
+        self._export_window: deque[float] = deque()
+        self.oauth_clients: dict[str, _OAuthClient] = {}
+        self._refresh_tokens: dict[str, tuple[str, int]] = {}  # token -> (client, user id)
+        self.refresh_tokens_used: list[str] = []  # every refresh token presented, in order
+        self.issued_tokens: list[str] = []  # every access token a grant handed out, in order
+        self.placeholders_rendered = 0
         self.custom_statuses_enabled = custom_statuses
         self.comment_count_public_only = comment_count_public_only
         self._ids = itertools.count(1001)
@@ -165,15 +231,17 @@ class ZendeskSimulator(Simulator):
         self._api_tokens: dict[tuple[str, str], int] = {}
         self.restricted: set[int] = set()  # tickets the API answers with 403
         self.corrupted: set[int] = set()  # tickets whose comment listing carries a broken entry
-        self._access_tokens: dict[str, int] = {}
+        self._access_tokens: dict[str, _AccessToken] = {}
         if custom_statuses:
             for category in CATEGORIES:
                 label = "On-hold" if category == "hold" else category.capitalize()
                 self._default_status[category] = self.add_custom_status(label, category)
         self.bot_email, self.bot_api_token = bot_email, api_token
-        self.bot_user_id = self.add_user("Uppzy Bot", "agent", email=bot_email)
+        self.bot_user_id = self.add_user("Uppzy Bot", bot_role, email=bot_email)
         self.add_api_token(self.bot_user_id, api_token)
         self.add_access_token(self.bot_user_id, access_token)
+        self.bot_client_id, self.bot_client_secret = bot_client_id, bot_client_secret
+        self.add_oauth_client(bot_client_id, bot_client_secret, self.bot_user_id)
 
     # ----- Python API for tests and the sandbox ----------------------------------------------
     def add_user(self, name: str, role: str, email: str | None = None) -> int:
@@ -197,10 +265,46 @@ class ZendeskSimulator(Simulator):
             self._api_tokens[(email, token)] = user_id
 
     def add_access_token(self, user_id: int, token: str) -> None:
+        """A token that never expires, as clients created before 2026-04-30 hand out."""
         with self.lock:
             if user_id not in self.users:
                 raise KeyError(f"no user {user_id}")
-            self._access_tokens[token] = user_id
+            self._access_tokens[token] = _AccessToken(user_id, math.inf)
+
+    def add_oauth_client(self, identifier: str, secret: str, user_id: int) -> None:
+        """A confidential OAuth client; its client-credentials tokens act as ``user_id``."""
+        with self.lock:
+            self.oauth_clients[identifier] = _OAuthClient(identifier, secret, user_id)
+
+    def revoke_client(self, identifier: str) -> None:
+        """Deactivate the client: its tokens stop working and every grant is refused."""
+        with self.lock:
+            self.oauth_clients[identifier].revoked = True
+            for token in [t for t, a in self._access_tokens.items() if a.client == identifier]:
+                del self._access_tokens[token]
+
+    def authorize(self, user_id: int, client: str | None = None) -> str:
+        """The refresh token an authorization-code flow would leave the user's app with."""
+        with self.lock:
+            token = f"zd-refresh-{secrets.token_hex(8)}"
+            self._refresh_tokens[token] = (client or self.bot_client_id, user_id)
+            return token
+
+    def expire_access_tokens(self) -> None:
+        """Every issued access token expires now (as after a long pause of the connector)."""
+        with self.lock:
+            for token in self._access_tokens.values():
+                if token.client is not None:
+                    token.expires_at = 0.0
+
+    def set_support_type(self, ticket_id: int, support_type: str) -> None:
+        """Hand the ticket to an AI agent (``ai_agent``) or back to people (``agent``)."""
+        if support_type not in SUPPORT_TYPES:
+            raise ValueError(f"support_type must be one of {SUPPORT_TYPES}")
+        with self.lock:
+            ticket = self._live_ticket(ticket_id)
+            ticket.support_type = support_type
+            self._touch(ticket)
 
     def add_custom_status(self, agent_label: str, status_category: str) -> int:
         if status_category not in CATEGORIES:
@@ -415,11 +519,45 @@ class ZendeskSimulator(Simulator):
                 return _unauthenticated()
             return SimResponse(200, {"user": self._user_json(user)})
 
+    def handle_oauth_tokens(self, request: SimRequest) -> SimResponse:
+        """Create Token for Grant Type: JSON only; a refresh rotates both tokens."""
+        with self.lock:
+            if "json" not in request.headers.get("content-type", ""):
+                return _oauth_error(400, "invalid_request", "The request must be JSON")
+            payload = request.json()
+            if not isinstance(payload, dict):
+                return _oauth_error(400, "invalid_request", "The request must be a JSON object")
+            client = self.oauth_clients.get(str(payload.get("client_id")))
+            if client is None or client.revoked or payload.get("client_secret") != client.secret:
+                return _oauth_error(401, "invalid_client", "Client authentication failed")
+            grant = payload.get("grant_type")
+            if grant == "client_credentials":
+                return SimResponse(200, self._issue(client, client.user_id, payload, False))
+            if grant == "refresh_token":
+                presented = str(payload.get("refresh_token"))
+                self.refresh_tokens_used.append(presented)
+                owner = self._refresh_tokens.pop(presented, None)
+                if owner is None or owner[0] != client.identifier:
+                    return _oauth_error(400, "invalid_grant", "The refresh token is invalid")
+                for token in [t for t, a in self._access_tokens.items()
+                              if a.refresh == presented]:
+                    del self._access_tokens[token]  # the previous access token dies with it
+                return SimResponse(200, self._issue(client, owner[1], payload, True))
+            return _oauth_error(400, "unsupported_grant_type", f"grant_type {grant!r}")
+
     def handle_incremental_tickets(self, request: SimRequest) -> SimResponse:
         with self.lock:
             user = self._guard(request)
             if isinstance(user, SimResponse):
                 return user
+            if user.role != "admin":
+                return _error(403, "Forbidden", "You do not have access to this page.")
+            limited = self._admit_export()
+            if limited is not None:
+                return limited
+            scope = request.arg("support_type_scope", "agent")
+            if scope not in ("all", *SUPPORT_TYPES):
+                return _error(400, "InvalidValue", "support_type_scope is not valid")
             per_page = request.arg("per_page", "1000") or ""
             if not per_page.isdigit() or not 1 <= int(per_page) <= 1000:
                 return _error(400, "InvalidValue", "per_page must be between 1 and 1000")
@@ -432,7 +570,8 @@ class ZendeskSimulator(Simulator):
             rows = sorted(
                 (t for t in self.tickets.values()
                  if (t.stamp, t.id) > position and t.stamp <= cutoff
-                 and (include_deleted or t.status != "deleted")),
+                 and (include_deleted or t.status != "deleted")
+                 and scope in ("all", t.support_type)),
                 key=lambda t: (t.stamp, t.id),
             )
             page = rows[: int(per_page)]
@@ -590,11 +729,50 @@ class ZendeskSimulator(Simulator):
         self._window.append(now)
         return None
 
+    def _admit_export(self) -> SimResponse | None:
+        """The export's own per-minute window, counted after the account's."""
+        now = time.monotonic()
+        while self._export_window and now - self._export_window[0] >= 60:
+            self._export_window.popleft()
+        limit = self.export_rate_limit
+        if limit is not None and len(self._export_window) >= limit:
+            wait = max(1, math.ceil(self._export_window[0] + 60 - now))
+            response = _error(429, "APIRateLimitExceeded",
+                              "Number of allowed incremental export API requests per minute "
+                              "exceeded")
+            response.headers["Retry-After"] = str(wait)
+            return response
+        self._export_window.append(now)
+        return None
+
+    def _issue(
+        self, client: _OAuthClient, user_id: int, payload: dict[str, Any], refresh: bool
+    ) -> dict[str, Any]:
+        """A new access token (and, for the refresh grant, the refresh token that replaces the
+        one presented), as the grant-type endpoint answers."""
+        token = f"zd-access-{secrets.token_hex(12)}"
+        renewed = f"zd-refresh-{secrets.token_hex(8)}" if refresh else None
+        self._access_tokens[token] = _AccessToken(
+            user_id, time.monotonic() + self.token_ttl, client.identifier, renewed)
+        self.issued_tokens.append(token)
+        body: dict[str, Any] = {
+            "access_token": token, "token_type": "bearer",
+            "scope": str(payload.get("scope") or "read write"),
+            "expires_in": int(self.token_ttl) if float(self.token_ttl).is_integer()
+            else self.token_ttl,
+        }
+        if renewed is not None:
+            self._refresh_tokens[renewed] = (client.identifier, user_id)
+            body.update(refresh_token=renewed, refresh_token_expires_in=30 * 86400)
+        return body
+
     def _user(self, request: SimRequest) -> _User | None:
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         user_id: int | None = None
         if scheme.lower() == "bearer":
-            user_id = self._access_tokens.get(credentials.strip())
+            access = self._access_tokens.get(credentials.strip())
+            alive = access is not None and access.expires_at > time.monotonic()
+            user_id = access.user_id if access is not None and alive else None
         elif scheme.lower() == "basic":
             try:
                 decoded = base64.b64decode(credentials.strip(), validate=True).decode()
@@ -670,7 +848,8 @@ class ZendeskSimulator(Simulator):
             author = comment.get("author_id")
             created = self._new_comment(
                 ticket, author if isinstance(author, int) and author in self.users else user.id,
-                comment.get("body") or None, comment.get("html_body") or None,
+                self._render(ticket, comment.get("body")),
+                self._render(ticket, comment.get("html_body")),
                 public=comment.get("public", True),  # Zendesk's default: public
                 via=_via("api"),
             )
@@ -694,6 +873,20 @@ class ZendeskSimulator(Simulator):
                 "via": _via("api"), "events": events,
             },
         }
+
+    def _render(self, ticket: _Ticket, text: Any) -> str | None:
+        """``text`` with placeholders expanded as Zendesk's Liquid would: known ones get their
+        value, unknown ones nothing; an entity-escaped brace is not a placeholder."""
+        if not isinstance(text, str) or not text:
+            return None
+        values = {"ticket.id": str(ticket.id), "ticket.status": ticket.status,
+                  "ticket.title": ticket.subject}
+
+        def value(match: re.Match[str]) -> str:
+            self.placeholders_rendered += 1
+            return values.get(match.group(1), "")
+
+        return PLACEHOLDER.sub(value, text)
 
     def _cursor_page(
         self, request: SimRequest, comments: list[_Comment], ticket_id: int
@@ -777,3 +970,20 @@ class ZendeskSimulator(Simulator):
             "via": comment.via, "created_at": comment.created_at,
             "metadata": {"system": {}, "custom": {}},
         }
+
+    # ----- the play API of ``connector sandbox`` (see Simulator.seed_ticket) -------------------
+    def seed_ticket(self, customer: str, subject: str, body: str) -> int:
+        requester = self.add_user(customer, "end-user", self.play_email(customer))
+        return self.create_ticket(requester, body, subject=subject)
+
+    def customer_reply(self, ticket_id: int, body: str) -> int:
+        with self.lock:
+            requester = self._live_ticket(ticket_id).requester_id
+        return self.add_comment(ticket_id, requester, body)
+
+    def agent_reply(self, ticket_id: int, body: str) -> int:
+        agent = self.play_agent(lambda name, email: self.add_user(name, "agent", email))
+        return self.add_comment(ticket_id, agent, body)
+
+    def resolve(self, ticket_id: int) -> None:
+        self.set_status(ticket_id, "solved")

@@ -19,11 +19,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
-from datetime import time as day_time
 from pathlib import Path
 
 from sqlalchemy import Engine as Database
@@ -31,21 +28,29 @@ from sqlalchemy import inspect, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from adapters.base import Adapter, Message, Role, Ticket
+from adapters.base import Adapter, Message, Ticket
 from adapters.registry import adapter_class
 from connector.config import Config
-from connector.engine import sessions
-from connector.engine.ingest import apply_conversation
-from connector.engine.render import find_marker
-from connector.engine.runtime import BACKOFF_CAP, Engine
-from connector.errors import (
+from connector.core.errors import (
     AuthenticationFailed,
+    BackfillError,
+    HelpdeskRefused,
     Moved,
     NotFound,
     PermissionDenied,
     RateLimited,
     RemoteError,
 )
+from connector.engine import bounds
+from connector.engine.backfill_request import (
+    BackfillResult,
+    Progress,
+    ProgressListener,
+    Window,
+    waiting_message,
+)
+from connector.engine.conversation import apply_conversation
+from connector.engine.runtime import Runtime
 from connector.store.db import make_engine, session_scope
 from connector.store.models import (
     ACTIVE_TURN_STATES,
@@ -60,92 +65,12 @@ from connector.store.models import BackfillOutcome as Outcome
 
 log = logging.getLogger(__name__)
 
+LISTING_BACKOFF_CAP = 300.0
 MAX_LISTING_RESTARTS = 8  # with backoff about ten minutes: past that, a broken helpdesk
 MAX_READ_WAITS = 50  # rate-limit waits for one ticket's conversation before it counts as failed
 PROGRESS_EVERY = 0.1  # seconds between progress reports
 HOUSEKEEPING_EVERY = 1.0
 IDLE_SLEEP = 0.05  # also the least time between two rounds of the engine's jobs
-
-
-class BackfillError(Exception):
-    """A request backfill cannot serve (unknown adapter, no listing, bad window): exit 2."""
-
-
-class HelpdeskRefused(Exception):
-    """The helpdesk rejected our credentials: nothing more can be read (exit 3)."""
-
-
-@dataclass(frozen=True)
-class Window:
-    """Tickets whose latest change lies between ``since`` and ``until`` (None: the run's start)."""
-
-    since: datetime
-    until: datetime | None = None
-
-
-def parse_when(text: str, *, option: str, end_of_day: bool = False) -> datetime:
-    """An ISO date or datetime as aware UTC; a datetime without offset is read as UTC.
-
-    A bare date means the start of that day, or its end for ``--until``, so
-    ``--since 2024-05-01 --until 2024-05-31`` covers all of May.
-    """
-    value = text.strip()
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        pass
-    else:
-        return datetime.combine(day, day_time.max if end_of_day else day_time.min, UTC)
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise BackfillError(
-            f"{option}: {text!r} is not an ISO date or datetime "
-            "(e.g. 2024-05-01, 2024-05-01T08:00:00Z or 2024-05-01T10:00:00+02:00)"
-        ) from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def make_window(since: str, until: str | None, now: datetime | None = None) -> Window:
-    """The window from the command's options; a window that holds nothing is a usage error."""
-    now = now or utcnow()
-    start = parse_when(since, option="--since")
-    end = parse_when(until, option="--until", end_of_day=True) if until else None
-    if start >= now:
-        raise BackfillError(f"--since: {since!r} is in the future")
-    if end is not None and end <= start:
-        raise BackfillError(f"--until: {until!r} is not after --since {since!r}")
-    return Window(start, end)
-
-
-@dataclass
-class Progress:
-    """Counts for the progress bar: every found ticket ends drafted, skipped or failed."""
-
-    found: int = 0
-    queued: int = 0
-    drafted: int = 0
-    skipped: int = 0
-    failed: int = 0
-    listing: bool = True
-
-    @property
-    def finished(self) -> int:
-        return self.drafted + self.skipped + self.failed
-
-
-@dataclass
-class BackfillResult:
-    progress: Progress
-    reasons: Counter[str] = field(default_factory=Counter)  # why tickets were skipped or failed
-    would_queue: list[Ticket] = field(default_factory=list)  # the dry run's answer
-    interrupted: bool = False
-    stalled: bool = False  # turns were still in flight when waiting for them made no sense
-    unfinished: str | None = None  # why the listing could not be walked to its end
-    fatal: str | None = None  # Uppzy or the helpdesk refused our credentials
-
-
-ProgressListener = Callable[[Progress], None]
 
 
 def supports_backfill(adapter: type[Adapter]) -> bool:
@@ -180,7 +105,7 @@ def run_backfill(
     stop = stop or threading.Event()
     if dry_run:
         return _dry_run(config, adapter_name, window, limit, stop, on_progress)
-    engine = Engine(config)
+    engine = Runtime(config)
     try:
         engine.start()
         engine.check_uppzy()
@@ -214,29 +139,6 @@ def _dry_run(
             db.dispose()
 
 
-def waiting_message(messages: list[Message], posted_ids: set[str]) -> tuple[Message | None, str]:
-    """The customer's message that still waits for an answer, or why there is none.
-
-    It is the latest public message by anyone but the system, written by the customer, with no
-    post of ours after it (ours are recognised by marker or posted id, public or not).
-    """
-    latest: int | None = None
-    for index, message in enumerate(messages):
-        if message.public and message.role != Role.SYSTEM and not _ours(message, posted_ids):
-            latest = index
-    if latest is None:
-        return None, "no public customer message"
-    if messages[latest].role != Role.CUSTOMER:
-        return None, "answered by an agent"
-    if any(_ours(m, posted_ids) for m in messages[latest + 1:]):
-        return None, "already drafted"
-    return messages[latest], ""
-
-
-def _ours(message: Message, posted_ids: set[str]) -> bool:
-    return message.external_id in posted_ids or find_marker(message.body) is not None
-
-
 @dataclass
 class _Known:
     """What the store already holds about one ticket."""
@@ -251,7 +153,7 @@ class Backfill:
 
     def __init__(
         self,
-        engine: Engine | None,
+        engine: Runtime | None,
         name: str,
         window: Window,
         *,
@@ -323,7 +225,7 @@ class Backfill:
                     self.result.unfinished = f"listing tickets kept failing: {exc}"
                     log.error("%s: %s; run again later", self.name, self.result.unfinished)
                     return
-                wait = max(exc.retry_after or 0.0, min(BACKOFF_CAP, 2.0 ** attempt))
+                wait = max(exc.retry_after or 0.0, min(LISTING_BACKOFF_CAP, 2.0 ** attempt))
                 log.warning("%s: listing tickets failed (%s); again in %.0fs", self.name, exc, wait)
                 self._pause(wait)
 
@@ -358,7 +260,7 @@ class Backfill:
             if self.dry_run:
                 self._count_skip("queued by an earlier run")
             else:
-                self.progress.queued += 1
+                self.progress.resumed += 1
                 self._open.add(item.turn_id)
             return True
         if item.outcome in (Outcome.DRAFTED, Outcome.NOT_DRAFTED):
@@ -397,7 +299,7 @@ class Backfill:
         engine = _engine(self.engine)
         try:
             with session_scope(engine.db) as db:
-                record = _ticket_record(db, self.name, ticket)
+                record = _ticket_record(engine, db, self.name, ticket)
                 apply_conversation(engine, db, record, messages, history_ok=True)
                 db.flush()
                 turn_id = db.exec(select(MessageRecord.turn_id).where(
@@ -477,7 +379,7 @@ class Backfill:
     def _drive(self) -> None:
         """Dispatch and housekeep until this run's turns have ended, or waiting is pointless."""
         engine = _engine(self.engine)
-        patience = engine.config.uppzy.answer_timeout + BACKOFF_CAP + 60
+        patience = engine.config.uppzy.answer_timeout + engine.config.engine.max_backoff + 60
         last_change, left = time.monotonic(), len(self._open)
         while self._open and not self.stop.is_set() and engine.fatal is None:
             self._tick()
@@ -551,7 +453,7 @@ class Backfill:
             self.stop.wait(min(IDLE_SLEEP * 4, max(0.0, deadline - time.monotonic())))
 
 
-def _engine(engine: Engine | None) -> Engine:
+def _engine(engine: Runtime | None) -> Runtime:
     if engine is None:
         raise RuntimeError("a dry run has no engine")
     return engine
@@ -562,7 +464,7 @@ def _chunks(values: list[int], size: int) -> Iterable[list[int]]:
         yield values[start:start + size]
 
 
-def _ticket_record(db: Session, adapter: str, ticket: Ticket) -> TicketRecord:
+def _ticket_record(engine: Runtime, db: Session, adapter: str, ticket: Ticket) -> TicketRecord:
     """The ticket's row, as the listing reports it. A new row needs no read by the live
     poller (backfill has just read it); an existing one keeps whatever read it was due."""
     record = db.exec(select(TicketRecord).where(
@@ -571,10 +473,10 @@ def _ticket_record(db: Session, adapter: str, ticket: Ticket) -> TicketRecord:
     if record is None:
         record = TicketRecord(adapter=adapter, external_id=ticket.external_id, needs_sync=False,
                               synced_at=utcnow())
-    record.status, record.resolved = ticket.status, ticket.resolved
+    record.status, record.resolved = bounds.label(ticket.status) or "", ticket.resolved
     record.tags = " ".join(sorted(ticket.tags))
-    record.channel = ticket.channel
-    record.requester_key = sessions.requester_key(
+    record.channel = bounds.label(ticket.channel)
+    record.requester_key = engine.requester_key(
         ticket.requester_email, ticket.requester_id) or record.requester_key
     record.remote_updated_at = ticket.updated_at
     record.known_messages = None  # backfill reads without counting: unsure until a live read

@@ -41,12 +41,16 @@ class AnswerTimeEstimator:
         index = min(len(samples) - 1, int(quantile * len(samples)))
         return samples[index]
 
-    def first_poll_delay(self, site_id: str) -> float:
-        """A little before the earliest recent answers; the default before any history."""
+    def first_poll_delay(self, site_id: str, ceiling: float) -> float:
+        """A little before the earliest recent answers; the default before any history.
+
+        Never past ``ceiling`` (half the answer timeout): whatever the history says, a request
+        is looked at well before it would be given up.
+        """
         early = self.expected(site_id, FIRST_POLL_QUANTILE)
         if early is None:
-            return self._default
-        return max(MIN_DELAY, early * FIRST_POLL_MARGIN)
+            return min(self._default, ceiling)
+        return min(ceiling, max(MIN_DELAY, early * FIRST_POLL_MARGIN))
 
     def next_poll_delay(self, polls_done: int, poll_interval: float) -> float:
         """Evenly ``poll_interval`` apart: the longest wait the configuration allows.

@@ -1,7 +1,14 @@
 """Work that follows the answers: closing sessions of resolved tickets, sending feedback.
 
-Both calls are idempotent at Uppzy, so a retry after a crash is harmless; failures back off and
-end, after ``max_attempts``, in a visible ``failed`` state rather than a silent loop.
+Each close and each feedback is claimed by one instance, like a turn, and the claim is confirmed
+by a conditional write right before the call (the fence), so several instances never send the
+same one. That write also stamps the call's start on the row (``closed_at``, ``sent_at``) while
+the outcome is still open: a row found with the stamp but no outcome was maybe sent by a holder
+that died, and sending it again is counted as a repeat (both calls are idempotent at Uppzy).
+
+Transient errors (5xx, 429, transport, a malformed body) never end a close or a feedback: they
+wait with a backoff capped at ``engine.max_backoff`` until Uppzy answers. Only a definitive
+answer (the site or request is unknown, the call is refused) ends one as ``failed``, visibly.
 """
 
 from __future__ import annotations
@@ -10,105 +17,131 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlmodel import col, select
+from sqlalchemy import update
 
-from connector.errors import Conflict, NotFound, RemoteError
+from connector.core.errors import RemoteError, maybe_received
+from connector.engine.outcomes import SITE_ONLY, Action, Step, disposition
+from connector.store import claims
 from connector.store.db import session_scope
-from connector.store.models import ChatSession, Feedback, utcnow
+from connector.store.models import (
+    ChatSession,
+    Feedback,
+    FeedbackState,
+    SessionState,
+    utcnow,
+)
 
 if TYPE_CHECKING:
-    from connector.engine.runtime import Engine
+    from connector.engine.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+Row = ChatSession | Feedback
 
-def close_sessions(engine: Engine, limit: int = 50) -> int:
+
+def close_sessions(engine: Runtime, limit: int = 50) -> int:
     """Send the close for sessions marked ``closing``; returns how many were closed."""
-    now = utcnow()
-    with session_scope(engine.db) as db:
-        due = list(db.exec(select(ChatSession).where(
-            ChatSession.state == "closing", ChatSession.next_attempt_at <= now
-        ).order_by(col(ChatSession.next_attempt_at)).limit(limit)))
     closed = 0
-    for chat in due:
+    for chat in _claim(engine, ChatSession, engine.sessions_held, limit):
         try:
-            engine.uppzy.close_session(chat.site_id, chat.session_id)
-        except RemoteError as exc:
-            engine.check_uppzy_access(exc)
-            _backoff(engine, ChatSession, chat.session_id, exc, "closing session")
-            continue
-        engine.note_uppzy_ok()
-        with session_scope(engine.db) as db:
-            row = db.get(ChatSession, chat.session_id)
-            if row is not None and row.state == "closing":
-                row.state = "closed"
-                row.closed_at = utcnow()
-                db.add(row)
+            if not _fence(engine, chat, "closed_at", "close"):
+                continue
+            try:
+                engine.uppzy.close_session(chat.site_id, chat.session_id)
+            except RemoteError as exc:
+                _failed_call(engine, chat, exc, "closing session", Step.CLOSE)
+                continue
+            engine.note_uppzy_ok()
+            if _finish(engine, chat, state=SessionState.CLOSED, closed_at=utcnow()):
                 closed += 1
-        log.info("session %s closed (%s)", chat.session_id, chat.reason or "resolved")
-        engine.emit("session_closed", adapter=chat.adapter, session_id=chat.session_id)
+                log.info("session %s closed (%s)", chat.session_id, chat.reason or "resolved")
+                engine.emit("session_closed", adapter=chat.adapter, session_id=chat.session_id)
+        finally:
+            engine.sessions_held.discard(chat.session_id)
     return closed
 
 
-def send_feedback(engine: Engine, limit: int = 50) -> int:
-    now = utcnow()
-    with session_scope(engine.db) as db:
-        due = list(db.exec(select(Feedback).where(
-            Feedback.state == "pending", Feedback.next_attempt_at <= now
-        ).order_by(col(Feedback.id)).limit(limit)))
+def send_feedback(engine: Runtime, limit: int = 50) -> int:
     sent = 0
-    for item in due:
+    for item in _claim(engine, Feedback, engine.feedback_held, limit):
         try:
-            engine.uppzy.feedback(item.site_id, item.session_id, item.request_id, item.value)
-        except NotFound as exc:
-            _fail(engine, item.id, f"Uppzy does not know the request: {exc}")
-            continue
-        except RemoteError as exc:
-            engine.check_uppzy_access(exc)
-            if isinstance(exc, Conflict) or exc.retryable:
-                _backoff(engine, Feedback, item.id, exc, "sending feedback")
-            else:
-                _fail(engine, item.id, str(exc))
-            continue
-        engine.note_uppzy_ok()
-        with session_scope(engine.db) as db:
-            row = db.get(Feedback, item.id)
-            if row is not None:
-                row.state = "sent"
-                row.sent_at = utcnow()
-                db.add(row)
+            if not _fence(engine, item, "sent_at", "feedback"):
+                continue
+            try:
+                engine.uppzy.feedback(item.site_id, item.session_id, item.request_id, item.value)
+            except RemoteError as exc:
+                _failed_call(engine, item, exc, "sending feedback", Step.FEEDBACK)
+                continue
+            engine.note_uppzy_ok()
+            if _finish(engine, item, state=FeedbackState.SENT, sent_at=utcnow()):
                 sent += 1
-        log.info("feedback %s sent for %s (%s/%s)", item.value, item.request_id, item.adapter,
-                 item.ticket_id)
-        engine.emit("feedback_sent", adapter=item.adapter, ticket_id=item.ticket_id,
-                    request_id=item.request_id, value=item.value)
+                log.info("feedback %s sent for %s (%s/%s)", item.value, item.request_id,
+                         item.adapter, item.ticket_id)
+                engine.emit("feedback_sent", adapter=item.adapter, ticket_id=item.ticket_id,
+                            request_id=item.request_id, value=item.value)
+        finally:
+            engine.feedback_held.discard(item.id)  # type: ignore[arg-type]
     return sent
 
 
-def _backoff(engine: Engine, model: type, key: object, exc: RemoteError, doing: str) -> None:
+def _claim(engine: Runtime, model: type[Row], held: set, limit: int) -> list[Row]:  # type: ignore[type-arg]
     with session_scope(engine.db) as db:
-        row = db.get(model, key)
-        if row is None:
-            return
-        row.attempts += 1
-        row.reason = f"{doing}: {exc}"[:500]
-        if row.attempts >= engine.config.engine.max_attempts:
-            row.state = "failed"
-            log.error("%s %s: giving up %s after %d attempts: %s", model.__name__, key, doing,
-                      row.attempts, exc)
-        else:
-            delay = max(exc.retry_after or 0.0, engine.backoff(row.attempts))
-            row.next_attempt_at = utcnow() + timedelta(seconds=delay)
-        db.add(row)
+        rows = claims.claim_side_effects(db, model, engine.instance_id, utcnow(),
+                                         engine.lease_ttl, limit)
+    held.update(_key(row) for row in rows)
+    return list(rows)
 
 
-def _fail(engine: Engine, feedback_id: int | None, reason: str) -> None:
+def _key(row: Row) -> object:
+    return row.session_id if isinstance(row, ChatSession) else row.id
+
+
+def _fence(engine: Runtime, row: Row, stamp: str, kind: str) -> bool:
+    """Confirm the claim and stamp the call's start; count a call that may repeat one."""
+    if getattr(row, stamp) is not None:
+        log.info("%s %s: sending again (an earlier attempt may have reached Uppzy)",
+                 kind, _key(row))
+        engine.emit("side_effect_repeated", kind=kind, adapter=row.adapter)
     with session_scope(engine.db) as db:
-        row = db.get(Feedback, feedback_id)
-        if row is not None:
-            row.state = "failed"
-            row.reason = reason[:500]
-            db.add(row)
-    log.warning("feedback %s failed: %s", feedback_id, reason)
+        ok = claims.confirm(db, type(row), row, engine.instance_id, utcnow(), engine.lease_ttl,
+                            **{stamp: utcnow()})
+    if not ok:
+        log.info("%s %s: taken over by another instance; not sending", kind, _key(row))
+    return ok
 
 
+def _finish(engine: Runtime, row: Row, **values: object) -> bool:
+    """Record the outcome and release the claim, if the claim is still ours."""
+    model = type(row)
+    key = model.session_id if model is ChatSession else model.id  # type: ignore[union-attr]
+    with session_scope(engine.db) as db:
+        result = db.execute(update(model).where(key == _key(row),
+                                                model.claim_owner == engine.instance_id)
+                            .values(claim_owner=None, claim_until=None, **values))
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def _failed_call(engine: Runtime, row: Row, exc: RemoteError, doing: str, step: Step) -> None:
+    """Carry out the outcome table: stop the daemon (a wrong key or site), end the row as
+    ``failed`` (a definitive refusal), or wait and try again (anything transient; for
+    feedback, also a 409: the request is not completed yet, which it will be)."""
+    action = disposition(exc, step)
+    if action is Action.STOP:
+        engine.check_uppzy_access(exc, site=row.site_id if step in SITE_ONLY else None)
+    attempts = row.attempts + 1
+    reason = f"{doing}: {exc}"[:500]
+    if action is Action.FAIL:
+        failed = SessionState.FAILED if isinstance(row, ChatSession) else FeedbackState.FAILED
+        _finish(engine, row, state=failed, attempts=attempts, reason=reason)
+        log.error("%s %s: %s failed for good: %s", type(row).__name__, _key(row), doing, exc)
+        return
+    engine.note_uppzy_failure(exc)
+    delay = max(exc.retry_after or 0.0, engine.backoff(attempts))
+    stamp = "closed_at" if isinstance(row, ChatSession) else "sent_at"
+    values: dict[str, object] = {"attempts": attempts, "reason": reason,
+                                 "next_attempt_at": utcnow() + timedelta(seconds=delay)}
+    if not maybe_received(exc):  # refused: surely not done, so the next call is no repeat
+        values[stamp] = None
+    _finish(engine, row, **values)
+    log.warning("%s %s: %s failed (%s); again in %.0fs", type(row).__name__, _key(row), doing,
+                exc, delay)

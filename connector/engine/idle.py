@@ -16,20 +16,20 @@ from typing import TYPE_CHECKING
 from sqlalchemy import exists, func
 from sqlmodel import col, select
 
-from connector.durations import format_duration
+from connector.core.durations import format_duration
 from connector.engine import sessions
 from connector.store.db import session_scope
-from connector.store.models import ACTIVE_TURN_STATES, ChatSession, Turn, utcnow
+from connector.store.models import ACTIVE_TURN_STATES, ChatSession, SessionState, Turn, utcnow
 
 if TYPE_CHECKING:
-    from connector.engine.runtime import Engine
+    from connector.engine.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 BATCH = 200  # sessions marked per adapter and call; the rest follow at the next housekeeping
 
 
-def close_idle_sessions(engine: Engine) -> int:
+def close_idle_sessions(engine: Runtime) -> int:
     """Mark idle open sessions as closing; returns how many were marked.
 
     Idle counts from the last question we asked in the session (or its creation). A session
@@ -48,7 +48,7 @@ def close_idle_sessions(engine: Engine) -> int:
         )
         with session_scope(engine.db) as db:
             idle_ids = db.exec(select(ChatSession.session_id).where(
-                ChatSession.adapter == settings.name, ChatSession.state == "open",
+                ChatSession.adapter == settings.name, ChatSession.state == SessionState.OPEN,
                 last_seen < now - timedelta(seconds=idle), ~in_progress,
             ).limit(BATCH)).all()
             for session_id in idle_ids:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from adapters.base import Message, Role
 from connector.config import DraftSettings
 
 _MARKER = re.compile(r"AI draft, Uppzy ref ([A-Za-z0-9_.:-]+)")
@@ -22,6 +23,15 @@ def find_marker(text: str) -> str | None:
     """The ref of our marker in a message body, or None for anybody else's message."""
     match = _MARKER.search(text or "")
     return match.group(1) if match else None
+
+
+def own_post(message: Message, posted_ids: set[str]) -> bool:
+    """Whether a message on the ticket is one of our posts: recorded by id, or (written before
+    the id could be recorded) carrying our marker. Never a customer's message, whatever it
+    quotes: a pasted marker must not silence the customer."""
+    if message.external_id in posted_ids:
+        return True
+    return message.role != Role.CUSTOMER and find_marker(message.body) is not None
 
 
 def render_answer(

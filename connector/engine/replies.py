@@ -7,14 +7,10 @@ whole seconds, cannot order a question and a reply written in the same second.
 
 from __future__ import annotations
 
-import re
-from difflib import SequenceMatcher
-
 from sqlmodel import Session, col, select
 
+from connector.engine.adoption import similarity
 from connector.store.models import MessageRecord, Turn, TurnState
-
-_WORD = re.compile(r"\w+")
 
 
 def agent_reply_after(db: Session, turn: Turn) -> MessageRecord | None:
@@ -27,19 +23,6 @@ def agent_reply_after(db: Session, turn: Turn) -> MessageRecord | None:
         MessageRecord.role == "agent", col(MessageRecord.public), ~col(MessageRecord.ours),
         col(MessageRecord.id) > (asked or 0),
     ).order_by(col(MessageRecord.id))).first()
-
-
-def similarity(answer: str, reply: str) -> float:
-    """0..1: how much of the wording two texts share, in order (case and punctuation ignored).
-
-    A rough measure on purpose: it tells a team whether the AI says what its agents say, not
-    whether it says it equally well.
-    """
-    a = _WORD.findall(answer.lower())
-    b = _WORD.findall(reply.lower())
-    if not a or not b:
-        return 0.0
-    return round(SequenceMatcher(None, a, b, autojunk=False).ratio(), 3)
 
 
 def compare_shadowed(db: Session, adapter: str, ticket_id: str) -> int:

@@ -20,23 +20,41 @@ from datetime import datetime, timedelta
 from typing import IO, Any
 
 from sqlalchemy import func, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
 from adapters.base import Adapter
 from adapters.registry import adapter_class
 from connector.config import Config
-from connector.engine import housekeeping, idle, ingest, turns
+from connector.core.errors import (
+    AuthenticationFailed,
+    NotFound,
+    PermissionDenied,
+    RemoteError,
+    UppzyAccessError,
+    UppzySiteUnknown,
+)
+from connector.core.http import RetryPolicy, Timeouts
+from connector.engine import (
+    conversation,
+    housekeeping,
+    idle,
+    ingest,
+    sessions,
+    turns,
+    verdicts,
+)
 from connector.engine.estimator import AnswerTimeEstimator
-from connector.engine.turns import UppzyAccessError
-from connector.errors import AuthenticationFailed, PermissionDenied, RemoteError
-from connector.http import RetryPolicy, Timeouts
-from connector.store import claims
+from connector.store import claims, pauses, retention, secrets
+from connector.store.credentials import DatabaseCredentials
 from connector.store.db import make_engine, migrate, session_scope
 from connector.store.models import (
     ACTIVE_TURN_STATES,
     AdapterState,
     ChatSession,
     Feedback,
+    FeedbackState,
+    SessionState,
     TicketRecord,
     Turn,
     TurnState,
@@ -47,13 +65,16 @@ from connector.uppzy import UppzyClient
 log = logging.getLogger(__name__)
 
 Listener = Callable[[str, dict[str, Any]], None]
-"""Receives every engine event: (name, fields). See ``Engine.emit`` for the names."""
+"""Receives every engine event: (name, fields). See ``Runtime.emit`` for the names."""
 
 BACKOFF_BASE = 2.0
-BACKOFF_CAP = 300.0
+RETENTION_EVERY = 600.0  # seconds between retention passes
+UPPZY_DOWN_AFTER = 3
+"""Consecutive transient Uppzy failures (none succeeding in between) that make it "down":
+``/readyz`` says not ready and ``status`` shows the outage until one call succeeds."""
 
 
-class Engine:
+class Runtime:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._listeners: list[Listener] = []
@@ -62,6 +83,8 @@ class Engine:
         self.adapters: dict[str, Adapter] = {
             s.name: adapter_class(s.type)(s, observer=self._observe_http) for s in config.adapters
         }
+        for adapter in self.adapters.values():  # rotated OAuth refresh tokens live in the db
+            adapter.bind_credentials(DatabaseCredentials(self.db))
         u = config.uppzy
         self.uppzy = UppzyClient(
             u.base_url, u.api_key.get_secret_value(),
@@ -73,17 +96,25 @@ class Engine:
         )
         self.estimator = AnswerTimeEstimator(default_first_poll=min(u.poll_interval, 2.0))
         # Adapters whose change feed's message counts were seen to include private messages;
-        # only theirs are trusted to skip a read (``ingest._count_read``). Relearned after a start.
+        # only theirs are trusted to skip a read (``conversation._count_read``). Relearned
+        # after a start.
         self.counts_private: set[str] = set()
         self.count_proofs: dict[str, set[str]] = {}  # adapter -> tickets whose read proved it
         self.fatal: UppzyAccessError | None = None
         self._uppzy_verified = False
-        self.epochs: dict[str, datetime] = {}  # per adapter; see ingest._epoch
+        self.uppzy_failures = 0  # transient failures since the last success (UPPZY_DOWN_AFTER)
+        self.uppzy_failing_since: datetime | None = None
+        self.poll_not_before: dict[str, float] = {}  # adapter -> monotonic time (a poll's 429)
+        self.epochs: dict[str, datetime] = {}  # per adapter; see conversation._epoch
         self._backlog: deque[tuple[Callable[..., None], Any, bool]] = deque()
         self._sync_backlog: deque[Turn] = deque()  # questions waiting for a sync-chat slot
         self._sync_slots = u.sync_concurrency if u.mode == "sync" else 0
         self._waiting = 0  # sync chats in flight
-        self._held: set[int] = set()  # ticket reads claimed and not finished: heartbeat renews
+        # Work in hand, and the only claims the heartbeat renews: reads, turns, closes, feedback.
+        self._held: set[int] = set()
+        self._turns_held: set[int] = set()
+        self.sessions_held: set[str] = set()
+        self.feedback_held: set[int] = set()
         self._pool = ThreadPoolExecutor(max_workers=config.engine.workers,
                                         thread_name_prefix="step")
         self._lock = threading.Lock()
@@ -92,18 +123,32 @@ class Engine:
         self._uppzy_steps = 0
         self._stopping = False
         self.lease_ttl = timedelta(seconds=config.engine.lease_ttl)
+        # A post may still land this long after its holder's claim expired (the helpdesk's read
+        # timeout, plus connecting): only then may another holder look for it and post.
+        self.posting_grace = timedelta(seconds=5.0 + max(
+            (s.timeout for s in config.adapters), default=30.0))
         self._last_heartbeat = 0.0
         self._instance_lock: IO[str] | None = None
+        self._next_retention = 0.0  # monotonic time of the next retention pass
+        self._installation_key = ""  # read at start(), after the migrations made its table
 
     # ----- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        """Migrate; on SQLite, refuse a second instance and take back a previous run's claims."""
+        """Migrate; take back what a killed run left claimed: on SQLite (one instance) every
+        claim, on PostgreSQL those under this instance id (a pod restarted with a fixed id)."""
         migrate(self.db)
+        self._installation_key = secrets.installation_key(self.db)
+        # A (re)start usually comes with a fixed config: a pause for refused credentials ends
+        # here rather than holding the adapter for the rest of its five minutes.
+        for name in pauses.resume(self.db, list(self.adapters)):
+            log.info("adapter %s: pause lifted at start; trying its credentials again", name)
         self._instance_lock = claims.lock_sqlite_file(self.db)
-        if self._instance_lock is not None:  # the only instance: earlier claims are ours
-            with session_scope(self.db) as db:
-                db.execute(update(Turn).where(col(Turn.claim_owner).is_not(None))
-                           .values(claim_owner=None, claim_until=None))
+        with session_scope(self.db) as db:
+            claims.release_all(db, self.instance_id)
+            if self._instance_lock is not None:  # the only instance: earlier claims are ours
+                for model in (Turn, ChatSession, Feedback):
+                    db.execute(update(model).where(col(model.claim_owner).is_not(None))
+                               .values(claim_owner=None, claim_until=None))
                 # A killed predecessor's poll leases would otherwise hold polling for lease_ttl.
                 db.execute(update(AdapterState).where(col(AdapterState.lease_owner).is_not(None))
                            .values(lease_owner=None, lease_until=None))
@@ -141,16 +186,21 @@ class Engine:
             log.warning("%d step(s) still waiting on a remote call; they resume after restart",
                         left)
         with self._dispatch_lock:
-            waiting = [item.id for fn, item, _ in self._backlog if fn is ingest.sync_ticket]
+            waiting = [item.id for fn, item, _ in self._backlog if fn is conversation.sync_ticket]
             self._backlog.clear()
             self._sync_backlog.clear()  # their claims go with release_all below
         with self._lock:
             self._held.difference_update(waiting)
-        with session_scope(self.db) as db:
-            claims.release_all(db, self.instance_id)
-            if waiting:  # claimed reads never started: due again now, for any instance
-                db.execute(update(TicketRecord).where(col(TicketRecord.id).in_(waiting))
-                           .values(sync_after=utcnow()))
+            self._turns_held.clear()
+        try:
+            with session_scope(self.db) as db:
+                claims.release_all(db, self.instance_id)
+                if waiting:  # claimed reads never started: due again now, for any instance
+                    db.execute(update(TicketRecord).where(col(TicketRecord.id).in_(waiting))
+                               .values(sync_after=utcnow()))
+        except SQLAlchemyError as exc:
+            log.warning("could not hand back this instance's claims (%s); they expire after "
+                        "lease_ttl", type(exc).__name__)
         for adapter in self.adapters.values():
             adapter.close()
         self.uppzy.close()
@@ -160,10 +210,13 @@ class Engine:
         return left == 0
 
     def heartbeat(self) -> None:
-        """Renew this instance's adapter leases and turn claims (every third of the TTL)."""
+        """Renew this instance's adapter leases and the claims of the work it has in hand
+        (every third of the TTL); claims of steps that ended, or died, are left to expire."""
         self._last_heartbeat = time.monotonic()
         with self._lock:
-            held = list(self._held)
+            held = claims.Held(tickets=list(self._held), turns=list(self._turns_held),
+                               sessions=list(self.sessions_held),
+                               feedback=list(self.feedback_held))
         with session_scope(self.db) as db:
             claims.heartbeat(db, self.instance_id, utcnow(), self.lease_ttl, held)
 
@@ -244,6 +297,10 @@ class Engine:
                     due += turns.claim_turns(self, db, asks, queued=True)
         with self._lock:
             self._held.update(t.id for t in tickets if t.id is not None)
+            # A turn this process still works on (its claim ran out while the process stood
+            # still, and the claim above took it again) must not get a second step.
+            due = [t for t in due if t.id not in self._turns_held]
+            self._turns_held.update(t.id for t in due if t.id is not None)
         if sync:
             self._sync_backlog.extend(t for t in due if t.state == TurnState.QUEUED)
             due = [t for t in due if t.state != TurnState.QUEUED]
@@ -252,7 +309,7 @@ class Engine:
             if n < len(due):
                 steps.append((turns.advance, due[n], True))
             if n < len(tickets):
-                steps.append((ingest.sync_ticket, tickets[n], False))
+                steps.append((conversation.sync_ticket, tickets[n], False))
         self._backlog.extend(steps)
 
     def housekeeping(self) -> None:
@@ -261,9 +318,24 @@ class Engine:
         try:
             idle.close_idle_sessions(self)
             housekeeping.close_sessions(self)
+            verdicts.expire(self)
             housekeeping.send_feedback(self)
         except UppzyAccessError as exc:
             self._set_fatal(exc)
+        self._forget_old_text()
+
+    def _forget_old_text(self) -> None:
+        """Apply ``retention`` at most every ``RETENTION_EVERY`` seconds; each pass is bounded,
+        and a pass that found a full batch comes back at the next housekeeping."""
+        if self.config.retention is None or time.monotonic() < self._next_retention:
+            return
+        cutoff = utcnow() - timedelta(seconds=self.config.retention)
+        forgotten = retention.forget_text(self.db, cutoff)
+        if forgotten:
+            log.info("retention: forgot the text of %d message(s) and turn(s) older than %s",
+                     forgotten, cutoff.isoformat(timespec="seconds"))
+        full = forgotten >= retention.BATCH
+        self._next_retention = time.monotonic() + (0.0 if full else RETENTION_EVERY)
 
     # ----- events --------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
@@ -275,7 +347,8 @@ class Engine:
         seconds), ``poll_ok``/``poll_failed``, ``adapter_paused``, ``turn_submitted``,
         ``turn_answered``, ``turn_failed``, ``turn_posted``, ``session_closed``,
         ``feedback_sent``, ``uppzy_refused``, ``turn_shadowed``, ``webhook`` (adapter,
-        outcome). Turn events carry adapter, ticket_id, session_id, request_id and turn_id.
+        outcome), ``draft_adopted`` (a turn's draft judged: outcome, score), ``drafts_expired``
+        (adapter, count). Turn events carry adapter, ticket_id, session_id, request_id and turn_id.
         A failing listener is logged, never allowed to stop the work.
         """
         for listener in self._listeners:
@@ -289,30 +362,66 @@ class Engine:
                   seconds=seconds)
 
     # ----- helpers used by the steps ---------------------------------------------------------
+    def requester_key(self, email: str | None, requester_id: str | None) -> str | None:
+        """The opaque per-requester key of per-user and per-channel session ids."""
+        return sessions.requester_key(self._installation_key, email, requester_id)
+
     def site_for(self, adapter_name: str) -> str:
         return self.config.site_for(self.config.adapter(adapter_name))
 
-    @staticmethod
-    def backoff(attempt: int) -> float:
-        ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(0, attempt - 1)))
+    def backoff(self, attempt: int) -> float:
+        """Jittered exponential backoff, capped at ``engine.max_backoff``: a transient error
+        never ends an item, so the cap is how late work resumes after an outage ends."""
+        cap = self.config.engine.max_backoff
+        ceiling = min(cap, BACKOFF_BASE * (2 ** min(30, max(0, attempt - 1))))
         return random.uniform(ceiling / 2, ceiling)
 
     def note_uppzy_ok(self) -> None:
         self._uppzy_verified = True
+        if self.uppzy_failures:
+            with self._lock:
+                down, self.uppzy_failures = self.uppzy_down, 0
+                self.uppzy_failing_since = None
+            if down:
+                log.warning("Uppzy answers again")
+                self.emit("uppzy_recovered")
 
-    def check_uppzy_access(self, exc: RemoteError) -> None:
-        """Raise when Uppzy refused the key or the plan: the daemon must stop."""
+    def note_uppzy_failure(self, exc: RemoteError) -> None:
+        """A transient Uppzy error (5xx, 429, transport, malformed body): the work waits; after
+        ``UPPZY_DOWN_AFTER`` in a row, readiness and ``status`` say Uppzy is down."""
+        with self._lock:
+            self.uppzy_failures += 1
+            if self.uppzy_failing_since is None:
+                self.uppzy_failing_since = utcnow()
+            newly_down = self.uppzy_failures == UPPZY_DOWN_AFTER
+        if newly_down:
+            log.error("Uppzy is failing (%s); questions, closes and feedback wait for it",
+                      type(exc).__name__)
+            self.emit("uppzy_down", error=type(exc).__name__)
+
+    @property
+    def uppzy_down(self) -> bool:
+        return self.uppzy_failures >= UPPZY_DOWN_AFTER
+
+    def check_uppzy_access(self, exc: RemoteError, *, site: str | None = None) -> None:
+        """Raise when Uppzy refused the key or the plan, or (for a call that names only
+        ``site``) answered 404: the daemon must stop, naming the setting to fix."""
         if isinstance(exc, AuthenticationFailed):
-            raise UppzyAccessError(f"Uppzy rejected the API key ({exc.detail or exc.status})")
+            raise UppzyAccessError(
+                f"Uppzy rejected the API key ({exc.detail or exc.status}); fix uppzy.api_key")
         if isinstance(exc, PermissionDenied):
             raise UppzyAccessError(
                 f"Uppzy refused access: the plan or role does not allow M2M "
-                f"({exc.detail or exc.status})"
+                f"({exc.detail or exc.status}); an owner key on a plan with M2M is needed"
             )
+        if isinstance(exc, NotFound) and site is not None:
+            raise UppzySiteUnknown(self.config.site_problem(site, exc.detail or "not found"))
 
     def release_claim(self, turn_id: int | None, delay: float = 0.0) -> None:
+        """Hand a turn back (due after ``delay``), if this instance still holds it."""
         with session_scope(self.db) as db:
-            db.execute(update(Turn).where(col(Turn.id) == turn_id).values(
+            db.execute(update(Turn).where(col(Turn.id) == turn_id,
+                                          Turn.claim_owner == self.instance_id).values(
                 claim_owner=None, claim_until=None,
                 next_attempt_at=utcnow() + timedelta(seconds=delay)))
 
@@ -328,9 +437,9 @@ class Engine:
                 col(TicketRecord.needs_sync),
                 col(TicketRecord.adapter).in_(list(self.adapters)))).one()
             closing = db.exec(select(func.count()).select_from(ChatSession).where(
-                ChatSession.state == "closing")).one()
+                ChatSession.state == SessionState.CLOSING)).one()
             feedback = db.exec(select(func.count()).select_from(Feedback).where(
-                Feedback.state == "pending")).one()
+                Feedback.state == FeedbackState.PENDING)).one()
             paused = [n for n in self.adapters if ingest.adapter_paused(db, n)]
         if paused and not active and not closing and not feedback:
             return False  # only paused adapters' tickets are left; they wait for a human
@@ -381,9 +490,9 @@ class Engine:
                 self.release_claim(item.id, delay=self.backoff(3))
         finally:
             self._finished(uppzy, wait)
-            if fn is ingest.sync_ticket:
-                with self._lock:
-                    self._held.discard(item.id)
+            with self._lock:
+                held = self._held if fn is conversation.sync_ticket else self._turns_held
+                held.discard(item.id)
         if not self._stopping:
             # Work-conserving: a freed worker takes the next due item now, not at the next tick
             # (with a 0.5 s tick, 8 workers would otherwise idle between ticks).
@@ -394,6 +503,6 @@ class Engine:
 
     def _set_fatal(self, exc: UppzyAccessError) -> None:
         if self.fatal is None:
-            log.critical("%s; stopping. Fix uppzy.api_key / the plan and start again.", exc)
+            log.critical("%s; stopping. Fix the setting and start again.", exc)
             self.fatal = exc
             self.emit("uppzy_refused", reason=str(exc))

@@ -1,27 +1,33 @@
 """Uppzy session ids and their lifecycle.
 
 A session is chosen by us. Per ticket by default, so an answer only sees its own conversation;
-per user or per channel on request, with the requester's identifiers hashed so that no raw e-mail
-ends up in Uppzy's logs or ours. A closed session takes no new messages, so the next turn after a
-close continues under the next id (``-2``, ``-3`` ...).
+per user or per channel on request, with the requester's identifiers keyed-hashed so that no raw
+e-mail ends up in Uppzy's logs or ours, and no list of addresses can be hashed to find whose
+session an id is (the key is this installation's own, kept in its database). A closed session
+takes no new messages, so the next turn after a close continues under the next id (``-2``,
+``-3`` ...).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 from sqlmodel import Session, col, select
 
 from connector.config import SessionMode
-from connector.store.models import ChatSession, TicketRecord, utcnow
+from connector.store.models import ChatSession, SessionState, TicketRecord, utcnow
 
 
-def requester_key(requester_email: str | None, requester_id: str | None) -> str | None:
-    """A stable opaque key for the requester: never the address itself."""
+def requester_key(
+    secret: str, requester_email: str | None, requester_id: str | None
+) -> str | None:
+    """A stable opaque key for the requester: an HMAC of the address under ``secret``, so
+    neither the address nor a dictionary of addresses leads back to it."""
     raw = (requester_email or "").strip().lower() or (requester_id or "").strip()
     if not raw:
         return None
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+    return hmac.new(secret.encode(), raw.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 def base_session_id(adapter: str, ticket: TicketRecord, mode: SessionMode) -> str:
@@ -52,7 +58,7 @@ def open_session_id(
                 ticket_id=ticket.external_id if mode == "per_thread" else None,
             ))
             break
-        if existing.state == "open":
+        if existing.state == SessionState.OPEN:
             break
         seq += 1
     if mode == "per_thread":
@@ -64,9 +70,9 @@ def open_session_id(
 def request_close(db: Session, session_id: str, reason: str) -> bool:
     """Mark a session to be closed by the housekeeping job; True if it was open."""
     session = db.get(ChatSession, session_id)
-    if session is None or session.state != "open":
+    if session is None or session.state != SessionState.OPEN:
         return False
-    session.state = "closing"
+    session.state = SessionState.CLOSING
     session.reason = reason
     session.next_attempt_at = utcnow()
     session.attempts = 0

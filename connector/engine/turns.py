@@ -5,39 +5,50 @@ most one remote call (two when a post must first look for a previous attempt's m
 its outcome with one UPDATE in a short transaction. Waiting is a ``next_attempt_at`` on
 the row, never a sleeping worker. A turn whose ticket was resolved, superseded by a newer
 customer message, or answered by an agent meanwhile ends cancelled, with the reason kept.
+
+Every write of a step is conditional on this instance still holding the claim, and a remote
+side effect (asking, posting) comes only after such a write succeeded (the fence): an instance
+that stood still past its lease finds the turn taken over and drops what it was doing.
+
+Transient errors (5xx, 429, transport failures, malformed bodies) never end a turn: it waits,
+with a backoff capped at ``engine.max_backoff``, for the remote side to come back. Only a
+definitive answer ends it: Uppzy could not answer, gave no answer within ``answer_timeout`` of
+being asked (counted on status reads that succeeded), or refused the question; the helpdesk
+refused the post.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, TextClause, bindparam, text, update
+from sqlalchemy import text
 from sqlmodel import Session, select
 
-from adapters.base import Ticket
-from connector.engine import render, replies, sessions
-from connector.engine.ingest import cancelled, handle_adapter_error, note_own_post
-from connector.errors import (
-    AuthenticationFailed,
-    Conflict,
-    Moved,
-    NotFound,
-    PermissionDenied,
-    RateLimited,
+from connector.core.errors import (
     RemoteError,
     TransportError,
 )
+from connector.engine import render, replies, sessions
+from connector.engine.conversation import cancelled
+from connector.engine.outcomes import Action, Step, disposition
+from connector.engine.posting import post, text_for
+from connector.engine.turn_records import (
+    fence,
+    released,
+    save,
+    turn_fields,
+    wait_out,
+    write_turn,
+)
 from connector.store import claims
-from connector.store.db import read_scope, session_scope, write_scope
+from connector.store.db import read_scope, session_scope
 from connector.store.models import (
     ACTIVE_TURN_STATES,
-    ChatSession,
+    SessionState,
     TicketRecord,
     Turn,
     TurnState,
@@ -46,21 +57,17 @@ from connector.store.models import (
 from connector.uppzy import ChatAnswer
 
 if TYPE_CHECKING:
-    from connector.engine.runtime import Engine
+    from connector.engine.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-class UppzyAccessError(Exception):
-    """Uppzy refused our key or plan: nothing will work until a human fixes the config."""
-
-
 def claim_turns(
-    engine: Engine, db: Session, limit: int, *, queued: bool | None = None
+    engine: Runtime, db: Session, limit: int, *, queued: bool | None = None
 ) -> list[Turn]:
     """Lease due turns to this instance; the heartbeat keeps the lease while a step runs."""
     return claims.claim_turns(db, engine.instance_id, utcnow(), engine.lease_ttl, limit,
-                              queued=queued)
+                              queued=queued, posting_grace=engine.posting_grace)
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,7 @@ class Situation:
     at: float = field(default_factory=time.monotonic)  # when it was read
 
 
-def advance(engine: Engine, turn: Turn) -> None:
+def advance(engine: Runtime, turn: Turn) -> None:
     """Run the one step the claimed turn is due for; every outcome also releases the claim."""
     if turn.state not in ACTIVE_TURN_STATES:
         return
@@ -83,11 +90,11 @@ def advance(engine: Engine, turn: Turn) -> None:
     seen = _situation(engine, turn)
     blocked = _why_not_now(turn, seen, shadow)
     if blocked is not None:
-        _save(engine, turn, cancelled(blocked))
+        save(engine, turn, cancelled(blocked))
         log.info("turn %d cancelled: %s", turn.id, blocked, extra=turn_fields(turn))
         return
     if turn.state == TurnState.QUEUED and seen.session_busy:
-        _save(engine, turn, _released(min(1.0, engine.config.uppzy.poll_interval)))
+        save(engine, turn, released(min(1.0, engine.config.uppzy.poll_interval)))
         return
     if turn.state == TurnState.QUEUED:
         if engine.config.uppzy.mode == "sync":
@@ -99,7 +106,7 @@ def advance(engine: Engine, turn: Turn) -> None:
     elif shadow:
         _shadow(engine, turn)
     else:
-        _post(engine, turn, seen)
+        post(engine, turn, seen)
 
 
 # Plain SQL on purpose: built with the expression language, this one statement cost more CPU
@@ -119,7 +126,7 @@ SELECT
 """)
 
 
-def _situation(engine: Engine, turn: Turn) -> Situation:
+def _situation(engine: Runtime, turn: Turn) -> Situation:
     with read_scope(engine.db) as db:
         resolved, status, newer, agent, busy = db.execute(_SITUATION, {
             "adapter": turn.adapter, "ticket": turn.ticket_id, "turn": turn.id,
@@ -148,85 +155,57 @@ def _why_not_now(turn: Turn, seen: Situation, shadow: bool) -> str | None:
     return None
 
 
-def _save(
-    engine: Engine, turn: Turn, values: dict[str, Any], *, touch_session_at: datetime | None = None,
-    also: Callable[[Connection], None] | None = None,
-) -> None:
-    """Write a step's outcome in one short transaction and mirror it on the claimed row.
-
-    Only the columns the step decided are written: ingest may meanwhile have marked the row
-    superseded or cancelled it, and the next step's check sees that.
-    """
-    with write_scope(engine.db) as db:
-        _write_turn(db, turn, values)
-        if touch_session_at is not None:
-            db.execute(update(ChatSession).where(ChatSession.session_id == turn.session_id)
-                       .values(last_customer_at=touch_session_at))
-        if also is not None:
-            also(db)
-
-
-def _write_turn(db: Connection | Session, turn: Turn, values: dict[str, Any]) -> None:
-    """Write ``values`` to the turn's row in the caller's transaction; mirror them on ``turn``."""
-    db.execute(_update_turn(frozenset(values)), {**values, "turn_id": turn.id})
-    for key, value in values.items():
-        setattr(turn, key, value)
-
-
-@functools.cache
-def _update_turn(columns: frozenset[str]) -> TextClause:
-    """``UPDATE turn SET <columns> WHERE id = :turn_id``, built once per set of columns.
-
-    Typed bind parameters keep the columns' own conversions (datetimes stored as SQLite text,
-    enums as their values); an expression-language UPDATE rebuilt on every step cost several
-    times the statement itself.
-    """
-    table = Turn.__table__  # type: ignore[attr-defined]
-    names = sorted(columns)
-    statement = text(f"UPDATE turn SET {', '.join(f'{c} = :{c}' for c in names)} "
-                     "WHERE id = :turn_id")
-    return statement.bindparams(*(bindparam(c, type_=table.c[c].type) for c in names))
-
-
-def _released(delay: float = 0.0) -> dict[str, Any]:
-    now = utcnow()
-    return {"claim_owner": None, "claim_until": None,
-            "next_attempt_at": now + timedelta(seconds=delay), "updated_at": now}
-
-
-def _shadow(engine: Engine, turn: Turn) -> None:
+def _shadow(engine: Runtime, turn: Turn) -> None:
     """Shadow mode: keep the answer for comparison with what the agent sends; post nothing."""
-    values = {"state": TurnState.SHADOWED, **_released()}
+    values = {"state": TurnState.SHADOWED, **released()}
     with session_scope(engine.db) as db:
-        _write_turn(db, turn, values)
+        if not write_turn(db, turn, values, engine.instance_id):
+            return
         replies.compare_shadowed(db, turn.adapter, turn.ticket_id)
     log.info("turn %d answered in shadow mode (not posted)", turn.id, extra=turn_fields(turn))
     engine.emit("turn_shadowed", **turn_fields(turn))
 
 
 # ----- asking -------------------------------------------------------------------------------
-def _submit(engine: Engine, turn: Turn) -> None:
+def _asking(engine: Runtime, turn: Turn) -> bool:
+    """The fence before a question goes to Uppzy. It stamps ``submitted_at`` on the row while
+    the turn is still queued: a queued turn found with the stamp was maybe asked already by a
+    step that never recorded the answer (killed, or the reply lost). Uppzy has no idempotency
+    key, so that question is asked again, and the repeat is counted."""
+    if turn.submitted_at is not None:
+        log.info("turn %d: asking again (an earlier attempt may have reached Uppzy)", turn.id,
+                 extra=turn_fields(turn))
+        engine.emit("side_effect_repeated", kind="chat", **turn_fields(turn))
+    return fence(engine, turn, submitted_at=utcnow())
+
+
+def _submit(engine: Runtime, turn: Turn) -> None:
+    if not _asking(engine, turn):
+        return
     try:
         request_id = engine.uppzy.submit(
             turn.site_id, turn.session_id, turn.question,
             response_language=engine.config.uppzy.response_language,
         )
     except RemoteError as exc:
-        _chat_error(engine, turn, exc)
+        _chat_error(engine, turn, exc, Step.ASK)
         return
     engine.note_uppzy_ok()
     now = utcnow()
-    _save(engine, turn, {
+    save(engine, turn, {
         "state": TurnState.SUBMITTED, "request_id": request_id, "submitted_at": now,
         "attempts": 0, "polls": 0,
-        **_released(engine.estimator.first_poll_delay(turn.site_id)),
+        **released(engine.estimator.first_poll_delay(
+            turn.site_id, engine.config.uppzy.answer_timeout / 2)),
     }, touch_session_at=now)
     log.info("turn %d asked Uppzy", turn.id, extra=turn_fields(turn))
     engine.emit("turn_submitted", **turn_fields(turn))
     log.debug("turn %d question: %s", turn.id, turn.question, extra=turn_fields(turn))
 
 
-def _ask_sync(engine: Engine, turn: Turn, shadow: bool) -> None:
+def _ask_sync(engine: Runtime, turn: Turn, shadow: bool) -> None:
+    if not _asking(engine, turn):
+        return
     started = utcnow()
     try:
         answer = engine.uppzy.chat(
@@ -234,32 +213,29 @@ def _ask_sync(engine: Engine, turn: Turn, shadow: bool) -> None:
             response_language=engine.config.uppzy.response_language,
         )
     except RemoteError as exc:
-        if isinstance(exc, TransportError) and exc.sent:
-            _give_up(engine, turn, "no answer from Uppzy within the read timeout")
-            return
-        _chat_error(engine, turn, exc)
+        _chat_error(engine, turn, exc, Step.CHAT)
         return
     engine.note_uppzy_ok()
     _store_answer(engine, turn, answer, {"submitted_at": started}, None, shadow,
                   touch_session_at=started)
 
 
-def _poll(engine: Engine, turn: Turn, seen: Situation, shadow: bool) -> None:
+def _poll(engine: Runtime, turn: Turn, seen: Situation, shadow: bool) -> None:
     assert turn.request_id is not None
     try:
         status = engine.uppzy.status(turn.site_id, turn.request_id)
-    except NotFound:
-        _give_up(engine, turn, "Uppzy no longer knows the request")
-        return
     except RemoteError as exc:
-        _chat_error(engine, turn, exc)
+        _chat_error(engine, turn, exc, Step.ANSWER)
         return
     engine.note_uppzy_ok()
     now = utcnow()
     polls = {"polls": turn.polls + 1}
     waited = (now - (turn.submitted_at or now)).total_seconds()
     if status.done and status.answer is not None:
-        engine.estimator.observe(turn.site_id, waited)
+        if turn.attempts == 0:
+            # Only requests whose every status read succeeded say how long answers take: one
+            # that waited out an outage would teach the estimator the outage's length.
+            engine.estimator.observe(turn.site_id, waited)
         _store_answer(engine, turn, status.answer, polls, seen, shadow)
     elif status.failed:
         _give_up(engine, turn, f"Uppzy could not answer: {status.error}", polls)
@@ -269,11 +245,11 @@ def _poll(engine: Engine, turn: Turn, seen: Situation, shadow: bool) -> None:
         remaining = engine.config.uppzy.answer_timeout - waited
         delay = engine.estimator.next_poll_delay(polls["polls"],
                                                  engine.config.uppzy.poll_interval)
-        _save(engine, turn, {**polls, **_released(max(0.05, min(delay, remaining)))})
+        save(engine, turn, {**polls, **released(max(0.05, min(delay, remaining)))})
 
 
 def _store_answer(
-    engine: Engine, turn: Turn, answer: ChatAnswer, values: dict[str, Any],
+    engine: Runtime, turn: Turn, answer: ChatAnswer, values: dict[str, Any],
     seen: Situation | None, shadow: bool, *, touch_session_at: datetime | None = None,
 ) -> None:
     """Keep the answer and, when nothing stands in the way, post it in the same step.
@@ -296,7 +272,7 @@ def _store_answer(
     for key, value in values.items():  # the draft renders from the turn
         setattr(turn, key, value)
     go_on = not shadow and turn.adapter in engine.adapters and \
-        _text_for(engine, turn) is not None
+        text_for(engine, turn) is not None
     if go_on:
         if seen is None or time.monotonic() - seen.at > 1.0:
             seen = _situation(engine, turn)
@@ -304,8 +280,8 @@ def _store_answer(
     if go_on:
         values.update(state=TurnState.POSTING, updated_at=utcnow())  # the claim stays ours
     else:
-        values.update(_released())
-    _save(engine, turn, values, touch_session_at=touch_session_at)
+        values.update(released())
+    save(engine, turn, values, touch_session_at=touch_session_at)
     log.info("turn %d answered (confidence %s)", turn.id, answer.confidence_level or "n/a",
              extra=turn_fields(turn))
     submitted = turn.submitted_at or answered_at
@@ -314,32 +290,50 @@ def _store_answer(
                 confidence_level=answer.confidence_level)
     if go_on:
         assert seen is not None
-        _post(engine, turn, seen, fresh=True)
+        post(engine, turn, seen, fresh=True)
 
 
-def _chat_error(engine: Engine, turn: Turn, exc: RemoteError) -> None:
-    """Classify an Uppzy error for this turn: stop, retry later, move session, or give up."""
-    if isinstance(exc, AuthenticationFailed | PermissionDenied):
+def _ask_again(engine: Runtime, turn: Turn) -> None:
+    """Uppzy no longer knows the request (lost in an outage, or expired while it was down):
+    the question goes back to the queue rather than ending as a fallback. Bounded by
+    ``engine.max_attempts``, since a request Uppzy keeps forgetting will not be answered."""
+    attempts = turn.attempts + 1
+    if attempts >= engine.config.engine.max_attempts:
+        _give_up(engine, turn, "Uppzy no longer knows the request", {"attempts": attempts})
+        return
+    log.warning("turn %d: Uppzy no longer knows request %s; asking again", turn.id,
+                turn.request_id, extra=turn_fields(turn))
+    save(engine, turn, {"state": TurnState.QUEUED, "request_id": None, "polls": 0,
+                         "attempts": attempts, "reason": "Uppzy forgot the request; asked again",
+                         **released()})
+
+
+def _chat_error(engine: Runtime, turn: Turn, exc: RemoteError, step: Step) -> None:
+    """Carry out what the outcome table says an Uppzy error means for this turn."""
+    action = disposition(exc, step)
+    if action is Action.STOP:
         engine.release_claim(turn.id)
-        cause = "the API key was rejected" if isinstance(exc, AuthenticationFailed) else \
-            "the plan or role does not allow M2M access"
-        raise UppzyAccessError(f"Uppzy refused the call: {cause} ({exc.detail or exc.status})")
-    if isinstance(exc, Conflict) and turn.state == TurnState.QUEUED:
+        engine.check_uppzy_access(exc, site=turn.site_id)
+    elif action is Action.NEXT_SESSION:
         _move_to_next_session(engine, turn, exc)
-        return
-    if exc.retryable:
-        _retry_later(engine, turn, exc)
-        return
-    _give_up(engine, turn, f"Uppzy rejected the request: {exc}")
+    elif action is Action.ASK_AGAIN:
+        _ask_again(engine, turn)
+    elif action is Action.WAIT:
+        engine.note_uppzy_failure(exc)
+        wait_out(engine, turn, exc)
+    elif isinstance(exc, TransportError) and exc.timed_out:
+        _give_up(engine, turn, "no answer from Uppzy within the read timeout")
+    else:
+        _give_up(engine, turn, f"Uppzy rejected the request: {exc}")
 
 
-def _move_to_next_session(engine: Engine, turn: Turn, exc: RemoteError) -> None:
+def _move_to_next_session(engine: Runtime, turn: Turn, exc: RemoteError) -> None:
     """Uppzy says the session cannot take the message (closed elsewhere): use the next id."""
     attempts = turn.attempts + 1
     with session_scope(engine.db) as db:
         chat = db.get(sessions.ChatSession, turn.session_id)
-        if chat is not None and chat.state == "open":
-            chat.state = "closed"
+        if chat is not None and chat.state == SessionState.OPEN:
+            chat.state = SessionState.CLOSED
             chat.closed_at = utcnow()
             chat.reason = f"refused by Uppzy: {exc.detail or exc.status}"
             db.add(chat)
@@ -350,8 +344,8 @@ def _move_to_next_session(engine: Engine, turn: Turn, exc: RemoteError) -> None:
             session_id = sessions.open_session_id(
                 db, turn.adapter, ticket, engine.config.session, turn.site_id
             )
-            _write_turn(db, turn, {"attempts": attempts, "session_id": session_id,
-                                   **_released()})
+            write_turn(db, turn, {"attempts": attempts, "session_id": session_id,
+                                   **released()}, engine.instance_id)
     if attempts >= engine.config.engine.max_attempts:
         _give_up(engine, turn, f"Uppzy refused every session: {exc}", {"attempts": attempts})
         return
@@ -359,108 +353,16 @@ def _move_to_next_session(engine: Engine, turn: Turn, exc: RemoteError) -> None:
                 exc.status, turn.session_id, extra=turn_fields(turn))
 
 
-def _retry_later(engine: Engine, turn: Turn, exc: RemoteError) -> None:
-    attempts = turn.attempts + 1
-    if attempts >= engine.config.engine.max_attempts:
-        _give_up(engine, turn, f"gave up after {attempts} attempts: {exc}",
-                 {"attempts": attempts})
-        return
-    delay = max(exc.retry_after or 0.0, engine.backoff(attempts))
-    _save(engine, turn, {"attempts": attempts, "reason": f"retrying: {exc}"[:500],
-                         **_released(delay)})
-    level = logging.INFO if isinstance(exc, RateLimited) else logging.WARNING
-    log.log(level, "turn %d: %s; retry %d in %.1fs", turn.id, exc, attempts, delay,
-            extra=turn_fields(turn))
 
 
 def _give_up(
-    engine: Engine, turn: Turn, reason: str, values: dict[str, Any] | None = None
+    engine: Runtime, turn: Turn, reason: str, values: dict[str, Any] | None = None
 ) -> None:
     """No answer will come: post the fallback note if the team wants one, else fail visibly."""
     fallback = render.render_fallback(engine.config.draft, turn.marker_ref)
     outcome: dict[str, Any] = {"state": TurnState.FAILED} if fallback is None else \
         {"state": TurnState.ANSWERED, "outcome": "fallback", "attempts": 0}
-    _save(engine, turn, {**(values or {}), "reason": reason[:500], **outcome, **_released()})
+    save(engine, turn, {**(values or {}), "reason": reason[:500], **outcome, **released()})
     log.warning("turn %d failed: %s%s", turn.id, reason,
                 "" if fallback is None else "; posting the fallback note", extra=turn_fields(turn))
     engine.emit("turn_failed", **turn_fields(turn), reason=reason, fallback=fallback is not None)
-
-
-# ----- posting ------------------------------------------------------------------------------
-def _post(engine: Engine, turn: Turn, seen: Situation, *, fresh: bool = False) -> None:
-    """Post the draft once. ``fresh``: this step itself just moved the turn to ``posting``, so
-    no earlier attempt can have posted it and there is nothing to look for first."""
-    adapter = engine.adapters.get(turn.adapter)
-    if adapter is None:  # the adapter was removed from the config
-        engine.release_claim(turn.id, delay=300)
-        return
-    text = _text_for(engine, turn)
-    if text is None:
-        _save(engine, turn, cancelled(turn.reason or "low confidence and no fallback configured"))
-        return
-    try:
-        if turn.state == TurnState.POSTING and not fresh:
-            # An earlier attempt may have posted before it could record it: look first.
-            ticket = Ticket(external_id=turn.ticket_id, status=seen.status,
-                            resolved=seen.resolved)
-            found = adapter.find_posted(ticket, render.marker(turn.marker_ref))
-            if found is not None:
-                _mark_posted(engine, turn, found, reconciled=True)
-                return
-            if ticket.resolved:  # resolved while our first attempt was unconfirmed
-                _save(engine, turn, cancelled(f"ticket {ticket.status or 'resolved'}"))
-                return
-        elif turn.state != TurnState.POSTING:
-            _save(engine, turn, {"state": TurnState.POSTING})
-        posted = adapter.post_draft(turn.ticket_id, text)
-    except (NotFound, Moved) as exc:
-        _save(engine, turn, cancelled(f"ticket no longer available ({type(exc).__name__})"))
-        return
-    except RemoteError as exc:
-        if isinstance(exc, TransportError) and exc.sent:
-            # The helpdesk may still be writing it: look for it only once it surely finished.
-            exc.retry_after = max(exc.retry_after or 0.0, adapter.settings.timeout)
-        if isinstance(exc, AuthenticationFailed | PermissionDenied | RateLimited):
-            handle_adapter_error(engine, turn.adapter, exc, f"posting on {turn.ticket_id}")
-            if not exc.retryable:
-                engine.release_claim(turn.id, delay=300)
-                return
-        if exc.retryable or isinstance(exc, AuthenticationFailed | PermissionDenied):
-            _retry_later(engine, turn, exc)
-        else:
-            _save(engine, turn, {"state": TurnState.FAILED,
-                                 "reason": f"the helpdesk refused the post: {exc}"[:500],
-                                 **_released()})
-            log.error("turn %d: post refused: %s", turn.id, exc, extra=turn_fields(turn))
-        return
-    _mark_posted(engine, turn, posted.external_id, kind=posted.kind)
-
-
-def _text_for(engine: Engine, turn: Turn) -> str | None:
-    ref = turn.marker_ref
-    if turn.outcome == "fallback" or turn.answer is None:
-        return render.render_fallback(engine.config.draft, ref)
-    return render.render_answer(engine.config.draft, ref, turn.answer, turn.confidence_level,
-                                turn.confidence_score)
-
-
-def _mark_posted(
-    engine: Engine, turn: Turn, posted_id: str, *, kind: str = "note", reconciled: bool = False
-) -> None:
-    _save(engine, turn, {"state": TurnState.POSTED, "posted_id": posted_id,
-                         "posted_at": utcnow(), **_released()},
-          also=lambda db: note_own_post(db, turn.adapter, turn.ticket_id,
-                                        counted=kind == "note" and not reconciled))
-    log.info("turn %d posted as %s %s%s", turn.id,
-             "fallback" if turn.outcome == "fallback" else kind, posted_id,
-             " (found from an earlier attempt)" if reconciled else "", extra=turn_fields(turn))
-    assert turn.posted_at is not None
-    engine.emit("turn_posted", **turn_fields(turn), outcome=turn.outcome, kind=kind,
-                reconciled=reconciled, posted_id=posted_id,
-                seconds=(turn.posted_at - turn.last_message_at).total_seconds())
-
-
-def turn_fields(turn: Turn) -> dict[str, object]:
-    """The identifiers every event and log line about a turn carries."""
-    return {"adapter": turn.adapter, "ticket_id": turn.ticket_id, "session_id": turn.session_id,
-            "request_id": turn.request_id, "turn_id": turn.id}

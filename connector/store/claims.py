@@ -5,31 +5,41 @@ instances take disjoint batches without waiting on each other; on SQLite the tra
 holds the write lock (``BEGIN IMMEDIATE``), which gives the same guarantee for one instance.
 A claim or an adapter lease carries an expiry that the holder renews by heartbeat; when an
 instance dies, its work becomes claimable again once the expiry passes.
+
+Claims are renewed only for the work the holder has in hand (the ids it passes to
+``heartbeat``), never for everything that carries its name: a step that died with the database
+unreachable leaves a claim that nobody renews, so it expires and the work goes on. Before a
+remote side effect, the holder confirms its claim with a conditional write (``confirm``): an
+instance that was paused past its lease finds the row taken over and does nothing. A turn whose
+post may be under way is taken over only ``posting_grace`` after its claim expired, so that a
+post its holder sent has landed (or failed) before the new holder looks for it by its marker.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import Engine, or_, update
+from sqlalchemy import Engine, and_, or_, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
+from connector.core.errors import InstanceConflict
 from connector.store.models import (
     ACTIVE_TURN_STATES,
     AdapterState,
+    ChatSession,
+    Feedback,
+    FeedbackState,
+    SessionState,
     TicketRecord,
     Turn,
     TurnState,
 )
-
-
-class InstanceConflict(Exception):
-    """Another instance already runs on this SQLite file."""
 
 
 def _skip_locked(db: Session, query):  # type: ignore[no-untyped-def]
@@ -40,20 +50,22 @@ def _skip_locked(db: Session, query):  # type: ignore[no-untyped-def]
 
 def claim_turns(
     db: Session, owner: str, now: datetime, ttl: timedelta, limit: int, *,
-    queued: bool | None = None,
+    queued: bool | None = None, posting_grace: timedelta = timedelta(0),
 ) -> list[Turn]:
     """Lease up to ``limit`` due turns to ``owner``, oldest due first; returns the rows as
     claimed, so a step starts from them without reading its turn again. ``queued``: only turns
-    still to be asked (True), or only the others (False)."""
+    still to be asked (True), or only the others (False). A ``posting`` turn whose claim expired
+    is taken over only ``posting_grace`` later (see the module docstring)."""
     states = [s for s in ACTIVE_TURN_STATES
               if queued is None or (s == TurnState.QUEUED) == queued]
+    expired = or_(
+        col(Turn.claim_until).is_(None),
+        and_(col(Turn.claim_until) < now, Turn.state != TurnState.POSTING),
+        col(Turn.claim_until) < now - posting_grace,
+    )
     query = (
         select(Turn)
-        .where(
-            col(Turn.state).in_(states),
-            Turn.next_attempt_at <= now,
-            or_(col(Turn.claim_until).is_(None), col(Turn.claim_until) < now),
-        )
+        .where(col(Turn.state).in_(states), Turn.next_attempt_at <= now, expired)
         .order_by(col(Turn.next_attempt_at))
         .limit(limit)
     )
@@ -114,31 +126,89 @@ def hold_adapter(db: Session, adapter: str, owner: str, now: datetime, ttl: time
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def heartbeat(
-    db: Session, owner: str, now: datetime, ttl: timedelta, tickets: list[int] | None = None
-) -> None:
-    """Extend every lease and claim ``owner`` still holds; ``tickets``: the reads it holds
-    (their lease is ``sync_after``, extended only while still in the future, so a read that
-    just finished is not pushed back)."""
+def claim_side_effects(
+    db: Session, model: type[ChatSession] | type[Feedback], owner: str, now: datetime,
+    ttl: timedelta, limit: int,
+) -> list[ChatSession] | list[Feedback]:
+    """Lease due session closes or feedback sends, like turns: with several instances each
+    close and each feedback is sent by the one that holds it, not by every instance at once."""
+    pending = ChatSession.state == SessionState.CLOSING if model is ChatSession else \
+        Feedback.state == FeedbackState.PENDING
+    key = model.session_id if model is ChatSession else model.id  # type: ignore[union-attr]
+    query = (
+        select(model)
+        .where(pending, model.next_attempt_at <= now,
+               or_(col(model.claim_until).is_(None), col(model.claim_until) < now))
+        .order_by(col(model.next_attempt_at))
+        .limit(limit)
+    )
+    rows = list(db.exec(_skip_locked(db, query)).all())
+    if rows:
+        until = now + ttl
+        db.execute(update(model).where(col(key).in_([_key(r) for r in rows]))
+                   .values(claim_owner=owner, claim_until=until))
+        for row in rows:
+            set_committed_value(row, "claim_owner", owner)
+            set_committed_value(row, "claim_until", until)
+    return rows  # type: ignore[return-value]
+
+
+def _key(row: ChatSession | Feedback) -> object:
+    return row.session_id if isinstance(row, ChatSession) else row.id
+
+
+def confirm(
+    db: Session, model: type[ChatSession] | type[Feedback], row: ChatSession | Feedback,
+    owner: str, now: datetime, ttl: timedelta, **stamp: object,
+) -> bool:
+    """The fence before a close or feedback call: True (and the claim extended, ``stamp``
+    written) only while ``owner`` still holds the row."""
+    key = model.session_id if model is ChatSession else model.id  # type: ignore[union-attr]
+    result = db.execute(update(model).where(key == _key(row), model.claim_owner == owner)
+                        .values(claim_until=now + ttl, **stamp))
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Held:
+    """What one instance has in hand right now: the only claims its heartbeat renews."""
+
+    tickets: list[int] = field(default_factory=list)  # reads (their lease is ``sync_after``)
+    turns: list[int] = field(default_factory=list)
+    sessions: list[str] = field(default_factory=list)
+    feedback: list[int] = field(default_factory=list)
+
+
+def heartbeat(db: Session, owner: str, now: datetime, ttl: timedelta, held: Held) -> None:
+    """Extend ``owner``'s adapter leases and the claims of the work in ``held``.
+
+    A read's lease is extended only while still in the future, so a read that just finished is
+    not pushed back. Claims not in ``held`` are left to expire: their step is over, or died.
+    """
     until = now + ttl
     db.execute(update(AdapterState).where(AdapterState.lease_owner == owner)
                .values(lease_until=until))
-    db.execute(update(Turn).where(Turn.claim_owner == owner, col(Turn.claim_until).is_not(None))
-               .values(claim_until=until))
-    held = tickets or []
-    for start in range(0, len(held), 500):
+    for model, key, ids in ((Turn, Turn.id, held.turns), (Feedback, Feedback.id, held.feedback),
+                            (ChatSession, ChatSession.session_id, held.sessions)):
+        for start in range(0, len(ids), 500):
+            db.execute(update(model).where(col(key).in_(ids[start:start + 500]),
+                                           model.claim_owner == owner)
+                       .values(claim_until=until))
+    for start in range(0, len(held.tickets), 500):
         db.execute(update(TicketRecord).where(
-            col(TicketRecord.id).in_(held[start:start + 500]),
+            col(TicketRecord.id).in_(held.tickets[start:start + 500]),
             TicketRecord.sync_after > now,
         ).values(sync_after=until))
 
 
 def release_all(db: Session, owner: str) -> None:
-    """Give up everything at a clean stop, so other instances need not wait for expiry."""
+    """Give up everything ``owner`` holds: at a clean stop, so other instances need not wait
+    for expiry, and at start, for claims a killed run under the same instance id left."""
     db.execute(update(AdapterState).where(AdapterState.lease_owner == owner)
                .values(lease_owner=None, lease_until=None))
-    db.execute(update(Turn).where(Turn.claim_owner == owner)
-               .values(claim_owner=None, claim_until=None))
+    for model in (Turn, ChatSession, Feedback):
+        db.execute(update(model).where(model.claim_owner == owner)
+                   .values(claim_owner=None, claim_until=None))
 
 
 def lock_sqlite_file(engine: Engine) -> IO[str] | None:

@@ -25,15 +25,18 @@ READ_ONLY = "connector_read_only"
 
 
 def make_engine(url: str) -> Engine:
+    """The database engine. ``hide_parameters``: a failing statement's error names the statement
+    but never its values, which hold customer text and tokens."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20,
-            max_overflow=20,
+            max_overflow=20, hide_parameters=True,
         )
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=20, max_overflow=10, pool_pre_ping=True)
+    return create_engine(url, pool_size=20, max_overflow=10, pool_pre_ping=True,
+                         hide_parameters=True)
 
 
 def _sqlite_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

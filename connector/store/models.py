@@ -8,8 +8,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import Column, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from connector.core.errors import InvalidTransition
 
 
 def utcnow() -> datetime:
@@ -30,6 +32,37 @@ class TurnState(StrEnum):
 ACTIVE_TURN_STATES = (
     TurnState.QUEUED, TurnState.SUBMITTED, TurnState.ANSWERED, TurnState.POSTING,
 )
+
+_T = TurnState
+TURN_TRANSITIONS: dict[TurnState, frozenset[TurnState]] = {
+    # asked (async), answered at once (sync; posting in the same write), failed or cancelled
+    _T.QUEUED: frozenset({_T.SUBMITTED, _T.ANSWERED, _T.POSTING, _T.FAILED, _T.CANCELLED}),
+    # answered (posting in the same write), no answer (fallback: answered), forgotten by Uppzy
+    _T.SUBMITTED: frozenset({_T.ANSWERED, _T.POSTING, _T.QUEUED, _T.FAILED, _T.CANCELLED}),
+    _T.ANSWERED: frozenset({_T.POSTING, _T.SHADOWED, _T.CANCELLED}),
+    _T.POSTING: frozenset({_T.POSTED, _T.CANCELLED, _T.FAILED}),
+    _T.POSTED: frozenset(), _T.SHADOWED: frozenset(), _T.FAILED: frozenset(),
+    _T.CANCELLED: frozenset(),
+}
+"""Every state change a turn may make; ``check_transition`` holds every write to it."""
+
+
+class SessionState(StrEnum):
+    OPEN = "open"
+    CLOSING = "closing"  # resolved (or idle): the close is owed to Uppzy
+    CLOSED = "closed"
+    FAILED = "failed"  # Uppzy refused the close for good
+
+
+class FeedbackState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # Uppzy refused it for good (unknown request)
+
+
+def check_transition(current: str, new: str) -> None:
+    if new != current and TurnState(new) not in TURN_TRANSITIONS[TurnState(current)]:
+        raise InvalidTransition(f"turn state {current} -> {new} is not allowed")
 
 
 class AdapterState(SQLModel, table=True):
@@ -125,7 +158,7 @@ class Turn(SQLModel, table=True):
     ticket_id: str = Field(max_length=128)
     session_id: str = Field(max_length=160, index=True)
     site_id: str = Field(max_length=128)
-    state: str = Field(default=TurnState.QUEUED, max_length=16)
+    state: TurnState = Field(default=TurnState.QUEUED, sa_type=String(16))
     question: str = Field(default="", sa_column=Column(Text, nullable=False))
     last_message_id: str = Field(max_length=128)
     last_message_at: datetime
@@ -141,6 +174,11 @@ class Turn(SQLModel, table=True):
     outcome: str | None = Field(default=None, max_length=16)  # draft | fallback
     superseded_by: int | None = None
     similarity: float | None = None  # shadow mode: answer vs the agent's actual reply, 0..1
+    # A posted draft: what the agent did with it (engine/adoption.py); None while pending.
+    adoption: str | None = Field(default=None, max_length=16)
+    adoption_score: float | None = None
+    adopted_at: datetime | None = None
+    agent_reply_at: datetime | None = None  # the reply (or sent draft) it was judged against
     posted_id: str | None = Field(default=None, max_length=128)
     posted_at: datetime | None = None
     attempts: int = 0
@@ -164,13 +202,15 @@ class ChatSession(SQLModel, table=True):
     adapter: str = Field(max_length=64, index=True)
     ticket_id: str | None = Field(default=None, max_length=128)
     site_id: str = Field(max_length=128)
-    state: str = Field(default="open", max_length=16)  # open | closing | closed
+    state: SessionState = Field(default=SessionState.OPEN, sa_type=String(16))
     created_at: datetime = Field(default_factory=utcnow)
     last_customer_at: datetime | None = None
     closed_at: datetime | None = None
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow)
     reason: str | None = Field(default=None, sa_column=Column(Text))
+    claim_owner: str | None = Field(default=None, max_length=128)  # the instance closing it
+    claim_until: datetime | None = None
 
 
 class Feedback(SQLModel, table=True):
@@ -185,12 +225,27 @@ class Feedback(SQLModel, table=True):
     site_id: str = Field(max_length=128)
     request_id: str = Field(max_length=128, unique=True)
     value: str = Field(max_length=8)
-    state: str = Field(default="pending", max_length=16)  # pending | sent | failed
+    source: str = Field(default="tag", max_length=8)  # tag (an agent's) | implicit (adoption)
+    state: FeedbackState = Field(default=FeedbackState.PENDING, sa_type=String(16))
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow)
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
     reason: str | None = Field(default=None, sa_column=Column(Text))
+    claim_owner: str | None = Field(default=None, max_length=128)  # the instance sending it
+    claim_until: datetime | None = None
+
+
+class StoredSecret(SQLModel, table=True):
+    """A secret the daemon made or was handed at run time and must keep across restarts: the
+    installation key that salts per-user session ids, rotated OAuth refresh tokens. Never shown
+    by ``status``, never logged."""
+
+    __tablename__ = "stored_secret"
+
+    name: str = Field(primary_key=True, max_length=160)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class BackfillOutcome(StrEnum):

@@ -20,8 +20,8 @@ from typing import Any
 import requests
 from rt_fixture import AGENT, CUSTOMER, RTServer, rt_server_module
 
-from adapters.testing import SimulatorRateLimits, Unsupported
-from connector.sandbox.server import SimRequest, SimResponse, Simulator
+from adapters.simulation import SimRequest, SimResponse, Simulator
+from connector.testing.conformance import SimulatorRateLimits, Unsupported
 
 ROOT = rt_server_module.ROOT  # superuser: plays the human staff
 HIDDEN_QUEUE = "Vault"  # a queue on which the connector's user has no rights at all

@@ -1,10 +1,10 @@
-"""The adapter conformance suite: each scenario of ``adapters.testing`` on each driver."""
+"""The adapter conformance suite: each scenario of the conformance kit on each driver."""
 
 from __future__ import annotations
 
 import pytest
 
-from adapters.testing import SCENARIOS, HelpdeskDriver, Unsupported
+from connector.testing.conformance import SCENARIOS, HelpdeskDriver, Unsupported
 
 
 def test_scenario(driver: HelpdeskDriver, scenario: str) -> None:

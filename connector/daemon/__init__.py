@@ -1,0 +1,2 @@
+"""The running daemon around the engine: scheduler, ops server, metrics, notifications and the
+webhook route."""

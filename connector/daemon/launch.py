@@ -1,0 +1,82 @@
+"""Wiring the daemon together: the runtime, the ops server, webhooks and the scheduler.
+
+Start-up failures are raised as typed errors (``connector.core.errors``), each with its exit
+code; what a finished run leaves (a fatal Uppzy error, adapters all paused, calls still in
+flight) comes back as a ``Finished`` for the command to report.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from connector.config import Config
+from connector.core.errors import EXIT_AUTH, EXIT_OK, UppzyAccessError
+from connector.core.logs import tag_instance
+from connector.daemon.ops import Ops, start_ops
+from connector.daemon.scheduler import Daemon
+from connector.daemon.webhook_route import register_webhooks
+from connector.engine.runtime import Runtime
+from connector.store.pauses import paused
+from connector.store.probe import inspect_database
+
+log = logging.getLogger("connector")
+
+
+@dataclass
+class Finished:
+    """How a run ended: ``fatal`` stopped it (exit 3); ``paused`` adapters (a one-shot run
+    in which every adapter is paused exits 3 too); ``clean`` is False when a step or a poll
+    was still blocked in a remote call at shutdown."""
+
+    fatal: UppzyAccessError | None = None
+    paused: dict[str, str] = field(default_factory=dict)
+    clean: bool = True
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_AUTH if self.fatal is not None or self.paused else EXIT_OK
+
+
+def start(config: Config, *, serve: bool) -> tuple[Runtime, Ops]:
+    """A started runtime and its ops side; Uppzy's access proven before anything is asked."""
+    inspect_database(config.database.url)
+    runtime = Runtime(config)
+    tag_instance(runtime.instance_id)
+    ops = None
+    try:
+        runtime.start()
+        ops = start_ops(runtime, serve=serve)  # --once: notifications only, no port
+        register_webhooks(ops, runtime)
+        runtime.check_uppzy()
+    except UppzyAccessError:
+        if ops is not None:
+            ops.stop()  # lets the "key refused" alert go out
+        raise
+    return runtime, ops
+
+
+def run_once(config: Config) -> Finished:
+    """One pass: poll, wait for answers, post, close; then stop."""
+    runtime, ops = start(config, serve=False)
+    finished = runtime.run_once()
+    stuck = paused(runtime.db)
+    runtime.shutdown()
+    ops.stop()
+    everything_paused = bool(stuck) and set(stuck) >= set(runtime.adapters)
+    if not finished:
+        log.warning("answer_timeout passed with work in flight; it continues next run")
+    return Finished(fatal=runtime.fatal, paused=stuck if everything_paused else {})
+
+
+def run_until_stopped(config: Config) -> Finished:
+    """The daemon: every job on its schedule until SIGINT/SIGTERM/SIGHUP or a fatal error."""
+    runtime, ops = start(config, serve=True)
+    daemon = Daemon(runtime, stale_check=ops.check_stale)
+    daemon.install_signal_handlers()
+    daemon.run()
+    clean = runtime.shutdown()
+    ops.stop()
+    ended = Finished(fatal=runtime.fatal, clean=clean)
+    log.info("stopped (exit %d)", ended.exit_code)
+    return ended

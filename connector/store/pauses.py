@@ -1,0 +1,35 @@
+"""Adapter pauses as operators see and end them.
+
+An adapter is paused when its helpdesk refused the credentials; the pause is a time in the
+database so that every instance honours it. It must end when its cause does, not only when it
+runs out: a restart (which comes with a fixed config), a ``check`` that proved the credentials,
+or ``connector resume``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, select, update
+
+from connector.store.db import session_scope
+from connector.store.models import AdapterState, utcnow
+
+
+def paused(engine: Engine) -> dict[str, str]:
+    """Adapters paused right now, with the reason shown to operators."""
+    now = utcnow()
+    with session_scope(engine) as db:
+        rows = db.execute(select(AdapterState.adapter, AdapterState.pause_reason).where(
+            AdapterState.paused_until.is_not(None),  # type: ignore[union-attr]
+            AdapterState.paused_until > now)).all()  # type: ignore[operator]
+    return {name: reason or "paused" for name, reason in rows}
+
+
+def resume(engine: Engine, names: list[str] | None = None) -> list[str]:
+    """End the pauses of ``names`` (None: every adapter); returns the adapters resumed."""
+    ended = [n for n in paused(engine) if names is None or n in names]
+    if ended:
+        with session_scope(engine) as db:
+            db.execute(update(AdapterState).where(
+                AdapterState.adapter.in_(ended))  # type: ignore[attr-defined]
+                .values(paused_until=None, pause_reason=None, consecutive_failures=0))
+    return ended

@@ -1,0 +1,1 @@
+"""Conformance drivers for the bundled helpdesk simulators, one module per adapter type."""

@@ -1,0 +1,281 @@
+"""Faults that need PostgreSQL: a database cut mid-step, lengths it enforces, several instances.
+
+Engines run in-process against the real server (a fresh schema per test, see ``pg_url``), the
+simulators over real HTTP; the database cut goes through a TCP proxy that resets every
+connection, as a failover or a network blip does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from test_faults import FAST, drive
+from test_pipeline import notes_per_ticket, turns
+from test_postgres import (  # noqa: F401  (pg_url: a fixture)
+    pg_config,
+    pg_url,
+    start,
+    stop_gracefully,
+    wait_for,
+    write_config,
+)
+
+from adapters.base import Ticket
+from adapters.simulation import Fault
+from adapters.zendesk.simulator import ZendeskSimulator
+from connector.config import parse_config
+from connector.engine import conversation, ingest
+from connector.engine.runtime import Runtime
+from connector.store import claims
+from connector.store.db import session_scope
+from connector.store.models import utcnow
+from connector.testing.tcp_proxy import TcpProxy
+from connector.testing.uppzy_sim import UppzySimulator
+
+
+@pytest.fixture
+def engines(tmp_path: Path, uppzy: UppzySimulator, zendesk: ZendeskSimulator
+            ) -> Iterator[Callable[..., Runtime]]:
+    built: list[Runtime] = []
+
+    def build(url: str, instance: str, **overrides) -> Runtime:
+        data = pg_config(tmp_path, uppzy, zendesk, url, **overrides)
+        data["engine"] = {**data["engine"], **FAST, "instance_id": instance,
+                          **overrides.get("engine", {})}
+        engine = Runtime(parse_config(data))
+        engine.start()
+        built.append(engine)
+        return engine
+
+    yield build
+    for engine in built:
+        engine.shutdown(grace=2)
+        engine.db.dispose()
+
+
+def test_a_database_cut_mid_step_leaves_no_turn_stuck(
+    pg_url: str, engines, zendesk: ZendeskSimulator, uppzy: UppzySimulator  # noqa: F811
+):
+    """The connection is reset while four steps wait on Uppzy: their outcome writes and their
+    claim releases fail. The claims must expire (not be renewed for dead steps) and every
+    ticket must be drafted once the database is back."""
+    host, _, rest = pg_url.partition("@")[2].partition(":")
+    port = int(rest.split("/")[0])
+    proxy = TcpProxy(host, port).start()
+    try:
+        url = pg_url.replace(f"@{host}:{port}/", f"@127.0.0.1:{proxy.port}/")
+        customer = zendesk.add_user("C", "end-user", "c@example.org")
+        engine = engines(url, "blip")
+        first = zendesk.create_ticket(customer, "First?")  # its answer proves the Uppzy key
+        drive(engine, lambda: notes_per_ticket(zendesk)[first] == 1)
+        uppzy.add_fault(Fault(kind="delay", endpoint="chat_async", delay=2.0, times=4))
+        tickets = [zendesk.create_ticket(customer, f"Q{i}?") for i in range(4)]
+        drive(engine, lambda: sum(1 for t in turns(engine)
+                                  if t.claim_owner and t.state == "queued") == 4)
+        time.sleep(0.5)  # the four submits are on the wire
+        proxy.cut()
+        time.sleep(3.0)
+        proxy.restore()
+        drive(engine, lambda: notes_per_ticket(zendesk) == Counter(
+            {first: 1, **dict.fromkeys(tickets, 1)}), timeout=40)
+    finally:
+        proxy.stop()
+
+
+def test_a_restart_under_the_same_instance_id_takes_its_claims_back_at_once(
+    pg_url: str, engines, zendesk: ZendeskSimulator, uppzy: UppzySimulator  # noqa: F811
+):
+    """A pod killed and restarted with its fixed ``instance_id``: what the dead run claimed
+    must not wait for the lease (a minute here) to expire."""
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tid = zendesk.create_ticket(customer, "Question?")
+    first = engines(pg_url, "pod-a", engine={"lease_ttl": "60s"})
+    first.poll("zd")
+    with session_scope(first.db) as db:
+        reads = ingest.claim_tickets(first, db, 10)
+    for record in reads:
+        conversation.sync_ticket(first, record)
+    with session_scope(first.db) as db:  # a step under way when the pod was killed
+        held = claims.claim_turns(db, "pod-a", utcnow(), first.lease_ttl, 10)
+    assert len(held) == 1
+    restarted = engines(pg_url, "pod-a", engine={"lease_ttl": "60s"})
+    drive(restarted, lambda: notes_per_ticket(zendesk)[tid] >= 1, timeout=20)
+    assert notes_per_ticket(zendesk)[tid] == 1
+
+
+def test_vendor_strings_longer_than_their_columns_cost_nothing(
+    pg_url: str, engines, zendesk: ZendeskSimulator, uppzy: UppzySimulator,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+):
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tid = zendesk.create_ticket(customer, "Secret customer words?", via_channel="x" * 80)
+    with zendesk.lock:
+        zendesk.tickets[tid].comments[0].id = int("9" * 141)
+    other = zendesk.create_ticket(customer, "Plain question?")
+    engine = engines(pg_url, "long")
+    with caplog.at_level(logging.INFO):
+        drive(engine, lambda: notes_per_ticket(zendesk) == Counter({tid: 1, other: 1}))
+    assert all("Secret customer words" not in r.getMessage() for r in caplog.records
+               if r.levelno >= logging.INFO)
+    rows = {t.ticket_id: t.last_message_id for t in turns(engine)}
+    assert rows[str(tid)].startswith("sha256:") and len(rows[str(tid)]) <= 128
+
+
+def test_an_instance_standing_still_while_posting_is_not_doubled(
+    pg_url: str, engines, zendesk: ZendeskSimulator, uppzy: UppzySimulator  # noqa: F811
+):
+    """Instance A's post is on the wire when A stops renewing its claim (a VM pause, a frozen
+    process: here A simply gets no heartbeat). B may take the turn over only once A's post has
+    surely landed or failed, and then finds it by its marker: one note, never two."""
+    uppzy.answer_time = 0.05
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tid = zendesk.create_ticket(customer, "Question?")
+    zendesk.add_fault(Fault(kind="delay", endpoint="ticket_update", delay=5.0, times=1))
+    adapter = {"timeout": "8s"}
+    a = engines(pg_url, "a", adapter=adapter)
+    b = engines(pg_url, "b", adapter=adapter)
+    deadline = time.monotonic() + 20
+    while not any(t.state == "posting" for t in turns(a)):  # A alone, and never a heartbeat
+        assert time.monotonic() < deadline
+        a.poll("zd")
+        a.dispatch()
+        time.sleep(0.05)
+    stop = time.monotonic() + 20
+    while time.monotonic() < stop:
+        b.poll("zd")
+        b.heartbeat()
+        b.dispatch()
+        time.sleep(0.1)
+    assert notes_per_ticket(zendesk)[tid] == 1
+    assert [t.state for t in turns(b)] == ["posted"]
+
+
+def test_three_instances_close_each_session_and_send_each_feedback_once(
+    pg_url: str, engines, zendesk: ZendeskSimulator, uppzy: UppzySimulator  # noqa: F811
+):
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tickets = [zendesk.create_ticket(customer, f"Q{i}?") for i in range(20)]
+    instances = [engines(pg_url, f"i{n}") for n in range(3)]
+    drive(instances[0], lambda: notes_per_ticket(zendesk) == Counter(dict.fromkeys(tickets, 1)))
+    for tid in tickets:
+        zendesk.add_tags(tid, "ai_good")
+        zendesk.set_status(tid, "solved")
+    done = threading.Event()
+
+    def run(engine: Runtime) -> None:
+        while not done.is_set():
+            engine.poll("zd")
+            engine.heartbeat()
+            engine.dispatch()
+            engine.housekeeping()
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=run, args=(e,), daemon=True) for e in instances]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 120  # generous: three engines share two cores
+        while time.monotonic() < deadline and not (
+            len(uppzy.closed_sessions()) == 20 and len(uppzy.feedback_recorded()) == 20
+        ):
+            time.sleep(0.2)
+        time.sleep(2.0)  # room for a late duplicate to show
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    assert {uppzy.close_calls(f"zd-{t}") for t in tickets} == {1}
+    assert uppzy.call_count("feedback") == 20
+
+
+def test_three_daemons_one_killed_close_and_rate_each_solved_ticket_once(
+    pg_url: str, tmp_path: Path, uppzy: UppzySimulator, zendesk: ZendeskSimulator,  # noqa: F811
+):
+    """The acceptance run: three daemon processes on PostgreSQL, 150 tickets, one daemon
+    killed mid-run and restarted, 20 tickets solved and rated: every session closed exactly
+    once, every feedback sent once, every ticket drafted once."""
+    uppzy.answer_time = (0.05, 0.5)
+    customers = [zendesk.add_user(f"C{i}", "end-user", f"c{i}@example.org") for i in range(30)]
+    tickets = [zendesk.create_ticket(customers[i % 30], f"Q{i}?") for i in range(150)]
+    config = write_config(tmp_path, pg_config(tmp_path, uppzy, zendesk, pg_url))
+    log = tmp_path / "instances.log"
+    procs = {name: start(config, log, name) for name in ("p0", "p1", "p2")}
+    try:
+        wait_for(lambda: sum(notes_per_ticket(zendesk).values()) >= 50, 90, "drafts under way")
+        procs["p1"].kill()
+        procs["p1"].wait(timeout=10)
+        for tid in tickets[:20]:
+            zendesk.add_tags(tid, "ai_good")
+            zendesk.set_status(tid, "solved")
+        procs["p1"] = start(config, log, "p1")
+        wait_for(lambda: notes_per_ticket(zendesk) == Counter(dict.fromkeys(tickets, 1))
+                 and len(uppzy.closed_sessions()) >= 20
+                 and len(uppzy.feedback_recorded()) >= 20, 300, "drafts, closes and feedback")
+        time.sleep(3.0)  # room for a late duplicate to show
+        for proc in procs.values():
+            assert stop_gracefully(proc) == 0
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    assert notes_per_ticket(zendesk) == Counter(dict.fromkeys(tickets, 1))
+    assert {uppzy.close_calls(f"zd-{t}") for t in tickets[:20]} == {1}
+    assert uppzy.call_count("feedback") == 20
+
+
+def _read_due(engine: Runtime, tid: int) -> bool:
+    with session_scope(engine.db) as db:
+        return bool(ingest._ticket_rows(db, "zd", [str(tid)])[str(tid)].needs_sync)
+
+
+def test_a_change_marked_while_the_ticket_is_read_gets_its_own_read(
+    pg_url: str, engines, zendesk: ZendeskSimulator, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+):
+    """Another instance's poll (or a webhook) marks the ticket between the read's load of its
+    row and the read's commit. The read covers only the change it claimed, so the row must stay
+    due: clearing the mark from the read's stale copy of the row loses the change (a solved
+    ticket whose session then never closes)."""
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tid = zendesk.create_ticket(customer, "Question?")
+    engine = engines(pg_url, "reader")
+    engine.poll("zd")
+    original = conversation.apply_conversation
+
+    def marked_meanwhile(*args, **kwargs):
+        marker = threading.Thread(target=ingest.mark_ticket, args=(engine, "zd", str(tid)))
+        marker.start()
+        marker.join(timeout=10)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(conversation, "apply_conversation", marked_meanwhile)
+    with session_scope(engine.db) as db:
+        [record] = ingest.claim_tickets(engine, db, 10)
+    conversation.sync_ticket(engine, record)
+    assert _read_due(engine, tid)
+
+
+def test_a_poll_that_loaded_the_row_before_a_read_ended_keeps_its_mark(
+    pg_url: str, engines, zendesk: ZendeskSimulator,  # noqa: F811
+):
+    """The poll loads a page's rows, a read of one of them ends (clearing the mark it covered),
+    then the poll stores the change it saw: the row must be due again, whatever the poll's copy
+    of the row said."""
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tid = zendesk.create_ticket(customer, "Question?")
+    engine = engines(pg_url, "poller")
+    engine.poll("zd")
+    with session_scope(engine.db) as db:
+        [record] = ingest.claim_tickets(engine, db, 10)
+    with session_scope(engine.db) as poll_db:
+        rows = ingest._ticket_rows(poll_db, "zd", [str(tid)])
+        conversation.sync_ticket(engine, record)  # the read ends meanwhile
+        assert not _read_due(engine, tid)
+        solved = Ticket(external_id=str(tid), status="solved", resolved=True)
+        assert ingest._mark_changed(engine, poll_db, "zd", solved, rows) == 1
+    assert _read_due(engine, tid)
