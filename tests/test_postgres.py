@@ -219,6 +219,10 @@ def test_killed_instance_is_taken_over_within_the_lease(
         later = [zendesk.create_ticket(customer, f"After {i}") for i in range(20)]
         wait_for(lambda: all(n >= 1 for n in _notes(zendesk, first + later).values()), 60,
                  "every ticket drafted after the takeover")
+        # A note the victim posted just before the kill is recorded only when the survivor takes
+        # the expired posting turn over (after the adapter's timeout) and finds its marker.
+        wait_for(lambda: posted_per_ticket(pg_url) == _notes(zendesk, first + later), 60,
+                 "every posted note recorded as posted")
         time.sleep(2)
         assert stop_gracefully(procs[survivor]) == 0
     finally:
