@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -12,6 +13,8 @@ from adapters.simulation import Fault
 from adapters.zendesk.simulator import ZendeskSimulator
 from connector.core.errors import ConfigError
 from connector.engine.runtime import Runtime
+from connector.engine.sessions import requester_key
+from connector.store import secrets
 from connector.store.models import AdapterState, ChatSession, Feedback, Turn
 from connector.testing.uppzy_sim import UppzySimulator
 
@@ -328,6 +331,12 @@ def test_per_user_sessions_never_carry_the_email(
     (only,) = session_ids
     assert only.startswith("zd-u-") and "private" not in only and "@" not in only
     assert sorted(uppzy.questions(only)) == ["One", "Two"]
+    # Keyed with this installation's own secret: a list of addresses hashed plainly does not
+    # lead back to the session.
+    plain = hashlib.sha256(b"private.person@example.org").hexdigest()[:16]
+    assert plain not in only
+    assert only == "zd-u-" + requester_key(secrets.installation_key(engine.db),
+                                           "private.person@example.org", None)
 
 
 def test_helpdesk_auth_failure_pauses_that_adapter_only(
