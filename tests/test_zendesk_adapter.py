@@ -106,6 +106,19 @@ def test_adapter_is_found_through_its_entry_point() -> None:
     assert adapter_class("zendesk") is ZendeskAdapter
 
 
+def test_an_api_token_warns_at_start_that_zendesk_retires_it(
+    sim: ZendeskSimulator, make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Zendesk deactivates every API token on 2027-04-30: the operator hears it at start, with
+    the key to change; an OAuth token gets no such warning."""
+    with caplog.at_level(logging.WARNING, logger="adapters.zendesk"):
+        make_adapter(sim, name="with-token")
+        make_adapter(sim, name="with-oauth", auth=BEARER_AUTH)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "2027-04-30" in warning and "with-token" in warning and "with-oauth" not in warning
+    assert "zd-token" not in caplog.text
+
+
 # ----- check -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("auth", [TOKEN_AUTH, BEARER_AUTH], ids=["api-token", "oauth"])
 def test_check_names_the_bot_admin(
