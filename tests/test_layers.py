@@ -15,7 +15,7 @@ ROOT = Path(__file__).parent.parent
 
 CORE = "connector.core"
 ADAPTERS = "adapters"
-SIMULATORS = "simulators"  # adapters.simulation and every adapters.<type>.simulator
+SIMULATORS = "simulators"  # adapters.simulation and every adapters.<type>.simulator package
 # Layer name -> the layers it may import. The package root (``connector``: its version) is
 # open to everyone.
 ALLOWED: dict[str, set[str]] = {
@@ -41,7 +41,7 @@ SHARED_WITH_SIMULATORS = ("adapters.text", "adapters.signatures")
 def layer_of(module: str) -> str | None:
     """The layer a dotted module name belongs to; None for the package root and outsiders."""
     if module == "adapters.simulation" or (module.startswith("adapters.")
-                                           and module.endswith(".simulator")):
+                                           and "simulator" in module.split(".")[2:3]):
         return SIMULATORS
     if module in SHARED_WITH_SIMULATORS:
         return "adapters.shared"
@@ -110,7 +110,7 @@ def test_a_forbidden_import_is_caught(tmp_path: Path) -> None:
                         ignore=shutil.ignore_patterns("__pycache__"))
     adapter = tmp_path / "adapters" / "zendesk" / "adapter.py"
     adapter.write_text(adapter.read_text() + "\nfrom connector.engine import turns\n")
-    simulator = tmp_path / "adapters" / "zendesk" / "simulator.py"
+    simulator = tmp_path / "adapters" / "zendesk" / "simulator" / "__init__.py"
     simulator.write_text(simulator.read_text() + "\nfrom adapters.base import Adapter\n")
     core = tmp_path / "connector" / "core" / "http.py"
     core.write_text(core.read_text() + "\n\ndef late():\n    from connector import config\n")
@@ -123,6 +123,7 @@ def test_a_forbidden_import_is_caught(tmp_path: Path) -> None:
 
 def test_layers_of_known_modules() -> None:
     assert layer_of("adapters.zendesk.simulator") == SIMULATORS
+    assert layer_of("adapters.zendesk.simulator.tickets") == SIMULATORS
     assert layer_of("adapters.zendesk.adapter") == ADAPTERS
     assert layer_of("connector.core.http") == CORE
     assert layer_of("connector.engine.turns") == "connector.engine"
