@@ -1,0 +1,3 @@
+"""The conformance scenarios; ``tests/conformance`` runs them through
+``connector.testing.conformance``.
+"""
