@@ -27,12 +27,8 @@ from adapters.base import Adapter
 from adapters.registry import adapter_class
 from connector.config import Config
 from connector.core.errors import (
-    AuthenticationFailed,
-    NotFound,
-    PermissionDenied,
     RemoteError,
     UppzyAccessError,
-    UppzySiteUnknown,
 )
 from connector.core.http import RetryPolicy, Timeouts
 from connector.engine import (
@@ -45,6 +41,7 @@ from connector.engine import (
     verdicts,
 )
 from connector.engine.estimator import AnswerTimeEstimator
+from connector.engine.uppzy_health import UppzyHealth
 from connector.store import claims, pauses, retention, secrets
 from connector.store.credentials import DatabaseCredentials
 from connector.store.db import make_engine, migrate, session_scope
@@ -69,12 +66,9 @@ Listener = Callable[[str, dict[str, Any]], None]
 
 BACKOFF_BASE = 2.0
 RETENTION_EVERY = 600.0  # seconds between retention passes
-UPPZY_DOWN_AFTER = 3
-"""Consecutive transient Uppzy failures (none succeeding in between) that make it "down":
-``/readyz`` says not ready and ``status`` shows the outage until one call succeeds."""
 
 
-class Runtime:
+class Runtime(UppzyHealth):
     def __init__(self, config: Config) -> None:
         self.config = config
         self._listeners: list[Listener] = []
@@ -375,47 +369,6 @@ class Runtime:
         cap = self.config.engine.max_backoff
         ceiling = min(cap, BACKOFF_BASE * (2 ** min(30, max(0, attempt - 1))))
         return random.uniform(ceiling / 2, ceiling)
-
-    def note_uppzy_ok(self) -> None:
-        self._uppzy_verified = True
-        if self.uppzy_failures:
-            with self._lock:
-                down, self.uppzy_failures = self.uppzy_down, 0
-                self.uppzy_failing_since = None
-            if down:
-                log.warning("Uppzy answers again")
-                self.emit("uppzy_recovered")
-
-    def note_uppzy_failure(self, exc: RemoteError) -> None:
-        """A transient Uppzy error (5xx, 429, transport, malformed body): the work waits; after
-        ``UPPZY_DOWN_AFTER`` in a row, readiness and ``status`` say Uppzy is down."""
-        with self._lock:
-            self.uppzy_failures += 1
-            if self.uppzy_failing_since is None:
-                self.uppzy_failing_since = utcnow()
-            newly_down = self.uppzy_failures == UPPZY_DOWN_AFTER
-        if newly_down:
-            log.error("Uppzy is failing (%s); questions, closes and feedback wait for it",
-                      type(exc).__name__)
-            self.emit("uppzy_down", error=type(exc).__name__)
-
-    @property
-    def uppzy_down(self) -> bool:
-        return self.uppzy_failures >= UPPZY_DOWN_AFTER
-
-    def check_uppzy_access(self, exc: RemoteError, *, site: str | None = None) -> None:
-        """Raise when Uppzy refused the key or the plan, or (for a call that names only
-        ``site``) answered 404: the daemon must stop, naming the setting to fix."""
-        if isinstance(exc, AuthenticationFailed):
-            raise UppzyAccessError(
-                f"Uppzy rejected the API key ({exc.detail or exc.status}); fix uppzy.api_key")
-        if isinstance(exc, PermissionDenied):
-            raise UppzyAccessError(
-                f"Uppzy refused access: the plan or role does not allow M2M "
-                f"({exc.detail or exc.status}); an owner key on a plan with M2M is needed"
-            )
-        if isinstance(exc, NotFound) and site is not None:
-            raise UppzySiteUnknown(self.config.site_problem(site, exc.detail or "not found"))
 
     def release_claim(self, turn_id: int | None, delay: float = 0.0) -> None:
         """Hand a turn back (due after ``delay``), if this instance still holds it."""
