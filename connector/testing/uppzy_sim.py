@@ -17,11 +17,10 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from adapters.simulation import SimRequest, SimResponse, Simulator
+from connector.testing.uppzy_records import SimChatRequest, SimSession, iso_now
 
 PREFIX = "/api/v1"
 _SITE = PREFIX + "/m2m/sites/<site_id>"
@@ -36,76 +35,8 @@ def _default_answer(session_id: str, message: str) -> str:
     return f"Simulated answer to: {message}"
 
 
-def _iso_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _error(status: int, text: str) -> SimResponse:
     return SimResponse(status, {"error": text})
-
-
-@dataclass
-class SimSession:
-    site_id: str
-    session_id: str
-    email: str | None = None
-    status: str = "open"
-    created_at: str = field(default_factory=_iso_now)
-    last_activity_at: str = field(default_factory=_iso_now)
-    closed_at: str | None = None
-    question_count: int = 0
-    close_calls: int = 0
-    restarts: int = 0
-
-    def listing(self) -> dict[str, Any]:
-        """The provisional session-list record (reference §3.5; not a documented schema)."""
-        return {
-            "session_id": self.session_id, "status": self.status, "email": self.email,
-            "created_at": self.created_at, "last_activity_at": self.last_activity_at,
-            "closed_at": self.closed_at, "question_count": self.question_count,
-        }
-
-
-@dataclass
-class SimChatRequest:
-    request_id: str
-    site_id: str
-    session_id: str
-    message: str
-    mode: str  # "sync" | "async"
-    email: str | None
-    response_language: str | None
-    created_at: float  # monotonic
-    ready_at: float  # monotonic; when the answer (or failure) exists server-side
-    outcome: str  # "completed" | "failed"
-    answer: str = ""
-    confidence_level: str | None = None
-    confidence_score: float | None = None
-    error: str = ""
-    delivered_at: float | None = None  # first response that carried the final state
-    status_polls: int = 0
-    feedback: str | None = None
-    feedback_submitted_at: str | None = None
-    feedback_calls: int = 0
-
-    def status_at(self, now: float, progress: tuple[str, ...]) -> str:
-        if now >= self.ready_at:
-            return self.outcome
-        share = (now - self.created_at) / (self.ready_at - self.created_at)
-        return progress[min(len(progress) - 1, max(0, int(share * len(progress))))]
-
-    def snapshot(self, now: float, progress: tuple[str, ...]) -> dict[str, Any]:
-        status = self.status_at(now, progress)
-        return {
-            "request_id": self.request_id, "site_id": self.site_id,
-            "session_id": self.session_id, "message": self.message, "mode": self.mode,
-            "email": self.email, "response_language": self.response_language,
-            "status": status, "created_at": self.created_at,
-            "completed_at": self.ready_at if status == self.outcome else None,
-            "delivered_at": self.delivered_at, "status_polls": self.status_polls,
-            "answer": self.answer, "error": self.error, "feedback": self.feedback,
-            "feedback_calls": self.feedback_calls,
-        }
 
 
 class UppzySimulator(Simulator):
@@ -348,7 +279,7 @@ class UppzySimulator(Simulator):
             payload = {"status": "ok", "request_id": request_id, "feedback": value}
             if req.feedback is None:
                 req.feedback = value
-                req.feedback_submitted_at = _iso_now()
+                req.feedback_submitted_at = iso_now()
                 payload["feedback_submitted_at"] = req.feedback_submitted_at
             return SimResponse(200, payload)
 
@@ -373,7 +304,7 @@ class UppzySimulator(Simulator):
             session.close_calls += 1
             if session.status != "closed":
                 session.status = "closed"
-                session.closed_at = _iso_now()
+                session.closed_at = iso_now()
             return SimResponse(200, {"status": "ok"})
 
     def handle_sessions(self, request: SimRequest, site_id: str) -> SimResponse:
@@ -454,14 +385,14 @@ class UppzySimulator(Simulator):
                 return _error(409, "session is closed")
             session.status, session.closed_at = "open", None
             session.question_count = 0
-            session.created_at = _iso_now()
+            session.created_at = iso_now()
             session.restarts += 1
         if session is None:
             session = self.sessions[key] = SimSession(site_id, session_id, email=email)
             self._questions[key] = []
         session.email = email or session.email
         session.question_count += 1
-        session.last_activity_at = _iso_now()
+        session.last_activity_at = iso_now()
         self._questions[key].append(message)
 
         now = self.clock()
