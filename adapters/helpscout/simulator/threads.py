@@ -8,6 +8,7 @@ from adapters.helpscout.simulator.records import (
     MAX_REQUEST_BYTES,
     STATUSES,
     THREADS_PAGE_SIZE,
+    _Conversation,
     _vnd_error,
 )
 from adapters.simulation import SimRequest, SimResponse
@@ -35,12 +36,9 @@ class HelpScoutThreadRoutes:
             user = self._guard(request)
             if isinstance(user, SimResponse):
                 return user
-            conversation = self.conversations.get(conversation_id)
-            if conversation is None or conversation.deleted or \
-                    conversation.merged_into is not None:
-                return _vnd_error(404, "Not Found")
-            if conversation.restricted:
-                return _vnd_error(403, "Access denied")
+            conversation = self._open_conversation(conversation_id)
+            if isinstance(conversation, SimResponse):
+                return conversation
             newest_first = sorted(conversation.threads, key=lambda t: (t.created_at, t.id),
                                   reverse=True)
             rows = [self._thread_json(t, v3=v3) for t in newest_first]
@@ -61,12 +59,9 @@ class HelpScoutThreadRoutes:
                 return user
             if len(request.body) > MAX_REQUEST_BYTES:
                 return _vnd_error(413, "Request too large")
-            conversation = self.conversations.get(conversation_id)
-            if conversation is None or conversation.deleted or \
-                    conversation.merged_into is not None:
-                return _vnd_error(404, "Not Found")
-            if conversation.restricted:
-                return _vnd_error(403, "Access denied")
+            conversation = self._open_conversation(conversation_id)
+            if isinstance(conversation, SimResponse):
+                return conversation
             payload = request.json()
             if not isinstance(payload, dict):
                 return _vnd_error(400, "Could not parse the request body")
@@ -83,6 +78,16 @@ class HelpScoutThreadRoutes:
                 source_type="api", api_user=author.id,
             )
             return SimResponse(201, None, {"Resource-ID": str(thread.id)})
+
+    def _open_conversation(self, conversation_id: int) -> _Conversation | SimResponse:
+        """The conversation whose threads may be read or added to, or the 404 (gone or merged
+        away) or 403 (restricted) Help Scout answers instead."""
+        conversation = self.conversations.get(conversation_id)
+        if conversation is None or conversation.deleted or conversation.merged_into is not None:
+            return _vnd_error(404, "Not Found")
+        if conversation.restricted:
+            return _vnd_error(403, "Access denied")
+        return conversation
 
     def _invalid_thread(self, payload: dict[str, Any], kind: str) -> tuple[str, str] | None:
         """Help Scout's 400 reason for a thread it refuses, or None."""

@@ -101,20 +101,15 @@ class ZammadAuth:
 
     def _readable_ticket(self, request: SimRequest, ticket_id: int) -> _Ticket | SimResponse:
         user = self._guard(request)
-        if isinstance(user, SimResponse):
-            return user
-        ticket = self.tickets.get(ticket_id)
-        if ticket is None:
-            return _error(404, f"Couldn't find Ticket with 'id'={ticket_id}")
-        if not self._may_access(user, ticket):
-            return _error(403, "Not authorized")
-        return ticket
+        return user if isinstance(user, SimResponse) else self._ticket_for(user, ticket_id)
 
     def _writable_ticket(self, request: SimRequest, ticket_id: int) -> _Ticket | SimResponse:
         """Shared drafts need ticket update access: agents only."""
         user = self._guard(request, agent=True)
-        if isinstance(user, SimResponse):
-            return user
+        return user if isinstance(user, SimResponse) else self._ticket_for(user, ticket_id)
+
+    def _ticket_for(self, user: _User, ticket_id: int) -> _Ticket | SimResponse:
+        """The ticket if ``user`` may see it, else the 404 or 403 Zammad answers."""
         ticket = self.tickets.get(ticket_id)
         if ticket is None:
             return _error(404, f"Couldn't find Ticket with 'id'={ticket_id}")

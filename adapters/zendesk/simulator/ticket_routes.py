@@ -26,13 +26,9 @@ class ZendeskTicketRoutes:
 
     def handle_ticket_show(self, request: SimRequest, ticket_id: int) -> SimResponse:
         with self.lock:
-            user = self._guard(request)
-            if isinstance(user, SimResponse):
-                return user
-            refused = self._refuse_ticket(ticket_id)
-            if refused is not None:
-                return refused
-            ticket = self.tickets[ticket_id]
+            ticket = self._readable_ticket(request, ticket_id)
+            if isinstance(ticket, SimResponse):
+                return ticket
             body = {"ticket": self._ticket_json(ticket)}
             self._side_load(request, body, [ticket.requester_id])
             return SimResponse(200, body)
@@ -61,13 +57,10 @@ class ZendeskTicketRoutes:
 
     def handle_ticket_comments(self, request: SimRequest, ticket_id: int) -> SimResponse:
         with self.lock:
-            user = self._guard(request)
-            if isinstance(user, SimResponse):
-                return user
-            refused = self._refuse_ticket(ticket_id)
-            if refused is not None:
-                return refused
-            comments = list(self.tickets[ticket_id].comments)
+            ticket = self._readable_ticket(request, ticket_id)
+            if isinstance(ticket, SimResponse):
+                return ticket
+            comments = list(ticket.comments)
             if request.arg("sort_order") == "desc":
                 comments.reverse()
             body = self._cursor_page(request, comments, ticket_id)
@@ -89,6 +82,14 @@ class ZendeskTicketRoutes:
             if not self.custom_statuses_enabled:
                 return _error(403, "Forbidden", "You do not have access to this page.")
             return SimResponse(200, {"custom_statuses": list(self.custom_statuses.values())})
+
+    def _readable_ticket(self, request: SimRequest, ticket_id: int) -> _Ticket | SimResponse:
+        """The ticket, or the 429/401/404/403 answer that ends a request to read it."""
+        user = self._guard(request)
+        if isinstance(user, SimResponse):
+            return user
+        refused = self._refuse_ticket(ticket_id)
+        return refused if refused is not None else self.tickets[ticket_id]
 
     def _refuse_ticket(self, ticket_id: int) -> SimResponse | None:
         """The 404 or 403 that a missing, deleted or restricted ticket gets, else None."""
