@@ -201,7 +201,8 @@ class FreshdeskTickets:
         ticket.updated_at = entry.created_at  # any activity counts as an update
         return entry
 
-    # customer_reply is the one above.
+    # The play API of ``connector sandbox`` (see Simulator.seed_ticket); customer_reply is the
+    # one above.
     def seed_ticket(self, customer: str, subject: str, body: str) -> int:
         return self.create_ticket(self.add_contact(customer, self.play_email(customer)), body,
                                   subject=subject)

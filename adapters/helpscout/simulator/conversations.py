@@ -235,6 +235,7 @@ class HelpScoutConversations:
             self._tag_ids[tag] = next(self._ids)
         return self._tag_ids[tag]
 
+    # The play API of ``connector sandbox`` (see Simulator.seed_ticket).
     def seed_ticket(self, customer: str, subject: str, body: str) -> int:
         first, _, last = customer.partition(" ")
         person = self.add_customer(first, last, email=self.play_email(customer))

@@ -1,5 +1,5 @@
-"""Ticket search as Zammad's Elasticsearch serves it: a subset of its query
-language, an index that lags behind changes, and a result window.
+"""Ticket search as Zammad's Elasticsearch serves it: a subset of its query language, an index
+that lags behind changes, and a result window.
 """
 
 from __future__ import annotations

@@ -234,6 +234,7 @@ class ZammadTickets:
         ticket.articles.append(article)
         return article
 
+    # The play API of ``connector sandbox`` (see Simulator.seed_ticket).
     def seed_ticket(self, customer: str, subject: str, body: str) -> int:
         person = self.add_user(customer, "customer", self.play_email(customer))
         return self.create_ticket(person, body, title=subject)

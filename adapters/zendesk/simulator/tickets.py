@@ -216,6 +216,7 @@ class ZendeskTickets:
         ticket.comments.append(comment)
         return comment
 
+    # The play API of ``connector sandbox`` (see Simulator.seed_ticket).
     def seed_ticket(self, customer: str, subject: str, body: str) -> int:
         requester = self.add_user(customer, "end-user", self.play_email(customer))
         return self.create_ticket(requester, body, subject=subject)
