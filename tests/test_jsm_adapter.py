@@ -10,12 +10,13 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from pydantic import ValidationError
-from support import SeenCalls
+from support import API_KEY, SeenCalls
 
 from adapters.auth import MemoryCredentials
 from adapters.base import ChangePage, Role
@@ -31,6 +32,8 @@ from connector.core.errors import (
     PermissionDenied,
     RateLimited,
 )
+from connector.engine.runtime import Runtime
+from connector.testing.uppzy_sim import UppzySimulator
 
 LONG_AGO = datetime.now(UTC) - timedelta(hours=1)
 MARKER = "AI draft, Uppzy ref req_jsm42"
@@ -417,3 +420,89 @@ def test_webhooks_are_verified_by_their_sha256_hub_signature(make_adapter: MakeA
                                       body)
     assert adapter.webhook_ticket_ids(headers, body) == ["10042"]
     assert adapter.webhook_delivery_id(headers) == "d-1"
+
+
+# ----- the engine end to end -------------------------------------------------------------------
+@pytest.mark.parametrize("use_oauth", [False, True], ids=["api-token", "oauth"])
+def test_engine_answers_each_customer_turn_once_through_faults_closes_and_reopens(
+    tmp_path: Path, uppzy: UppzySimulator, use_oauth: bool
+) -> None:
+    """30 requests with customers, colleagues, agents, notes and automation mixed: one internal
+    comment per customer turn and none for anything else; Done closes the session once; a
+    reopened request continues in session ``-2``; 429s, 5xx bursts and expired tokens change
+    nothing of that."""
+    with JsmSimulator() as sim:
+        auth = oauth(sim) if use_oauth else sim.adapter_config()["auth"]
+        engine = Runtime(parse_config({
+            "uppzy": {"base_url": uppzy.base_url, "api_key": API_KEY, "site_id": "site-1",
+                      "poll_interval": "0.2s", "answer_timeout": "20s"},
+            "database": {"url": f"sqlite:///{tmp_path / 'connector.db'}"},
+            "adapters": [{"name": "hd", "type": "jsm", "url": sim.url, "auth": auth,
+                          "start_from": "10m", "poll_interval": "0.5s"}],
+            "engine": {"tick": "0.1s"},
+        }))
+        engine.start()
+        try:
+            _play_the_conversation(sim, engine, uppzy)
+        finally:
+            engine.shutdown(grace=2)
+            engine.db.dispose()
+        assert sim.call_count("oauth_token") == (2 if use_oauth else 0)  # one renewal
+
+
+def _play_the_conversation(sim: JsmSimulator, engine: Runtime, uppzy: UppzySimulator) -> None:
+    agent = sim.add_account("Agent Smith", "atlassian", agent=True)
+    automation = sim.add_account("Automation for Jira", "app")
+    reporters = [sim.add_account(f"Person {i}", "atlassian" if i % 6 == 0 else "customer")
+                 for i in range(30)]
+    tickets = [sim.create_request(r, f"Question {i} from a customer")
+               for i, r in enumerate(reporters)]
+    expected = {t: [f"Question {i} from a customer"] for i, t in enumerate(tickets)}
+
+    def cycle() -> None:
+        for _ in range(2):
+            assert engine.run_once(), "the engine did not finish its work"
+
+    sim.add_fault(Fault(endpoint="search", status=429, retry_after=1, times=1))
+    sim.add_fault(Fault(endpoint="comments", status=503, times=4))
+    cycle()
+    assert not uppzy.closed_sessions(), "a session was closed early"
+    for i, ticket in enumerate(tickets):
+        if i % 3 == 0:
+            sim.add_comment(ticket, agent, f"Agent answers {i}")
+        if i % 3 == 1:
+            sim.add_comment(ticket, agent, f"Agent notes {i}", public=False)
+        if i % 5 == 0:
+            sim.add_comment(ticket, automation, f"Automation says {i}")
+        if i % 2 == 0:
+            sim.add_comment(ticket, reporters[i], f"Follow-up {i} from the customer")
+            expected[ticket].append(f"Follow-up {i} from the customer")
+    sim.expire_access_tokens()
+    sim.add_fault(Fault(endpoint="comment_create", status=502, times=2))
+    sim.add_fault(Fault(endpoint="request", status=500, times=3))
+    cycle()
+    _assert_one_post_per_turn(sim, uppzy, expected)
+    done = tickets[:6]
+    for ticket in done[:5]:
+        sim.set_status(ticket, "Resolved")
+    sim.set_status(done[5], "Canceled")
+    cycle()
+    closed = uppzy.closed_sessions()
+    assert {f"hd-{t}": 1 for t in done} == {s: n for s, n in closed.items()}, closed
+    sim.add_comment(done[0], reporters[0], "It broke again")
+    sim.set_status(done[0], "Waiting for support")
+    expected[done[0]].append("It broke again")
+    cycle()
+    cycle()  # nothing more happens: nothing twice
+    _assert_one_post_per_turn(sim, uppzy, expected)
+    assert uppzy.questions(f"hd-{done[0]}-2") == ["It broke again"]
+
+
+def _assert_one_post_per_turn(sim: JsmSimulator, uppzy: UppzySimulator,
+                              expected: dict[int, list[str]]) -> None:
+    for ticket, questions in expected.items():
+        asked = uppzy.questions(f"hd-{ticket}") + uppzy.questions(f"hd-{ticket}-2")
+        assert [q.strip() for q in asked] == questions, (ticket, asked)
+        ours = [c for c in sim.comments(ticket) if c["author"] == sim.bot]
+        assert len(ours) == len(questions) and not any(c["public"] for c in ours), (
+            ticket, ours)
