@@ -1,6 +1,4 @@
-"""An in-memory Jira Service Management Cloud site served over real HTTP, for tests and
-``connector sandbox``.
-
+"""An in-memory Jira Service Management Cloud site over real HTTP, for tests and the sandbox.
 It serves the paths and JSON shapes the adapter uses and enforces the facts listed in
 ``docs/adapters/jsm.md``, so an adapter that misreads one fails its tests:
 
@@ -21,22 +19,183 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from adapters.jsm.sim_state import Account, Issue, JsmState
 from adapters.simulation import SimRequest, SimResponse, Simulator
+from adapters.text import html_to_text
+
+STATUS_CATEGORIES = {
+    "Waiting for support": "indeterminate", "Waiting for customer": "indeterminate",
+    "In progress": "indeterminate", "Open": "new", "Resolved": "done", "Closed": "done",
+    "Canceled": "done",
+}
+
+
+@dataclass
+class Account:
+    account_id: str
+    name: str
+    email: str
+    account_type: str  # atlassian, customer or app
+    api_token: str | None = None
+    agent_of: set[int] = field(default_factory=set)  # service desk ids it is a licensed agent of
+
+
+@dataclass
+class Comment:
+    id: int
+    author: str
+    body: str
+    public: bool
+    created: int  # epoch milliseconds, as every time here
+
+
+@dataclass
+class Issue:
+    id: int
+    key: str
+    desk_id: int
+    request_type_id: int
+    summary: str
+    description: str
+    reporter: str
+    status: str
+    created: int
+    updated: int
+    changed_at: float  # monotonic: when the search index catches up (see ``index_lag``)
+    comments: list[Comment] = field(default_factory=list)
+    hidden: bool = False
+    corrupt: bool = False
+
+    @property
+    def category(self) -> str:
+        return STATUS_CATEGORIES.get(self.status, "indeterminate")
+
+
+def iso(millis: int) -> str:
+    """A time as Jira writes it: ``2024-03-01T09:00:00.123+0000``."""
+    when = datetime.fromtimestamp(millis / 1000, UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}+0000"
+
+
+def date_dto(millis: int) -> dict[str, Any]:
+    return {"iso8601": iso(millis), "epochMillis": millis}  # JSM's DateDTO
+
+
+class JsmState:
+    """The simulated site's data and its JSON; every method expects the simulator's lock."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, Account] = {}
+        self.issues: dict[int, Issue] = {}
+        self.desks: dict[int, str] = {1: "SD"}  # service desk id -> project key
+        self._ids = itertools.count(10001)
+        self._comment_ids = itertools.count(20001)
+        self._account_ids = itertools.count(1)
+        self._last_stamp = 0
+
+    # ----- changes ---------------------------------------------------------------------------
+    def stamp(self) -> int:
+        """Epoch milliseconds of a change, strictly increasing: two changes never share one."""
+        now = max(int(time.time() * 1000), self._last_stamp + 1)
+        self._last_stamp = now
+        return now
+
+    def add_account(self, name: str, account_type: str, email: str,
+                    api_token: str | None = None) -> str:
+        account_id = f"5b10a2844c20165700ede{next(self._account_ids):03d}"
+        self.accounts[account_id] = Account(account_id, name, email, account_type, api_token)
+        return account_id
+
+    def create(self, reporter: str, summary: str, description: str, *, html: bool = False,
+               request_type_id: int = 1) -> int:
+        now, issue_id = self.stamp(), next(self._ids)
+        text = html_to_text(description) if html else description
+        self.issues[issue_id] = Issue(issue_id, f"SD-{issue_id - 10000}", 1, request_type_id,
+                                      summary, text, reporter, "Waiting for support", now, now,
+                                      time.monotonic())
+        return issue_id
+
+    def comment(self, issue_id: int, author: str, body: str, public: bool,
+                html: bool = False) -> Comment:
+        issue = self.issues[issue_id]
+        made = Comment(next(self._comment_ids), author, html_to_text(body) if html else body,
+                       public, self.touch(issue))
+        issue.comments.append(made)
+        return made
+
+    def set_status(self, issue_id: int, status: str) -> None:
+        self.issues[issue_id].status = status
+        self.touch(self.issues[issue_id])
+
+    def touch(self, issue: Issue) -> int:
+        """Stamp a change of ``issue``; the search index learns of it ``index_lag`` later."""
+        issue.updated, issue.changed_at = self.stamp(), time.monotonic()
+        return issue.updated
+
+    # ----- JSON ------------------------------------------------------------------------------
+    def user_json(self, account: Account) -> dict[str, Any]:
+        """The platform's ``User``, with its account type."""
+        return {**self.person_json(account.account_id), "accountType": account.account_type}
+
+    def person_json(self, account_id: str) -> dict[str, Any]:
+        """A JSM ``UserDTO``: no account type in it."""
+        account = self.accounts[account_id]
+        return {"accountId": account.account_id, "emailAddress": account.email,
+                "displayName": account.name, "active": True}
+
+    def issue_json(self, issue: Issue, fields: set[str]) -> dict[str, Any]:
+        """A search result with the fields asked for (Jira's default is the id alone)."""
+        every = {
+            "updated": iso(issue.updated), "created": iso(issue.created),
+            "summary": issue.summary, "reporter": self.person_json(issue.reporter),
+            "project": {"key": self.desks[issue.desk_id]},
+            "status": {"name": issue.status,
+                       "statusCategory": {"key": issue.category, "name": issue.category}},
+        }
+        if issue.corrupt:
+            every.update(updated=None, status="broken")
+        body: dict[str, Any] = {"id": str(issue.id), "key": issue.key}
+        chosen = {name: value for name, value in every.items() if name in fields}
+        if chosen:
+            body["fields"] = chosen
+        return body
+
+    def request_json(self, issue: Issue, base: str) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "status": issue.status, "statusCategory": issue.category.upper(),
+            "statusDate": date_dto(issue.updated),
+        }
+        return {
+            "issueId": str(issue.id), "issueKey": issue.key,
+            "serviceDeskId": str(issue.desk_id), "requestTypeId": str(issue.request_type_id),
+            "createdDate": date_dto(issue.created), "reporter": self.person_json(issue.reporter),
+            "requestFieldValues": [
+                {"fieldId": "summary", "label": "Summary", "value": issue.summary},
+                {"fieldId": "description", "label": "Description", "value": issue.description},
+            ],
+            "currentStatus": {} if issue.corrupt else status,
+            "_links": {"web": f"{base}/servicedesk/customer/portal/{issue.desk_id}/{issue.key}",
+                       "agent": f"{base}/browse/{issue.key}"},
+        }
+
+    def comment_json(self, comment: Comment) -> dict[str, Any]:
+        return {"id": str(comment.id), "body": comment.body, "public": comment.public,
+                "author": self.person_json(comment.author), "created": date_dto(comment.created)}
+
 
 PAGE_CAP = 100
 JQL = re.compile(
     r"^\s*updated\s*>=\s*(?P<since>\d+)"
     r"(?:\s+AND\s+project\s+in\s*\((?P<projects>[^)]*)\))?"
     r"\s+ORDER\s+BY\s+updated\s+ASC(?:\s*,\s*key\s+ASC)?\s*$", re.IGNORECASE)
-_ROUTES = [
+ROUTES = [
     ("GET", "/rest/api/3/myself", "myself"),
     ("GET", "/rest/api/3/user", "user"),
     ("GET", "/rest/api/3/search", "search_removed"),
@@ -47,12 +206,6 @@ _ROUTES = [
     ("POST", "/rest/servicedeskapi/request/<int:issue_id>/comment", "comment_create"),
     ("POST", "/oauth/token", "oauth_token"),
 ]
-
-
-@dataclass
-class _Token:
-    account: str
-    expires_at: float  # monotonic
 
 
 def _errors(status: int, message: str) -> SimResponse:
@@ -66,7 +219,7 @@ def _minute(millis: int) -> int:
 class JsmSimulator(Simulator):
     """One JSM site with one service desk (``SD``, id 1) and the connector's agent account."""
 
-    routes = _ROUTES
+    routes = ROUTES
     service = "jsm"
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1", *, index_lag: float = 0.0,
@@ -82,7 +235,7 @@ class JsmSimulator(Simulator):
                                          self.bot_api_token)
         self.site.accounts[self.bot].agent_of.add(1)
         self._pages: dict[str, tuple[str, int]] = {}  # page token -> (jql, offset)
-        self._access: dict[str, _Token] = {}
+        self._access: dict[str, list[Any]] = {}  # access token -> [account, monotonic expiry]
         self._refresh: dict[str, str] = {}  # refresh token -> account
         self.oauth_client = ("jsm-client", "jsm-client-secret")
         self.refresh_tokens_used: list[str] = []
@@ -107,7 +260,7 @@ class JsmSimulator(Simulator):
     def expire_access_tokens(self) -> None:
         with self.lock:
             for token in self._access.values():
-                token.expires_at = 0.0
+                token[1] = 0.0
 
     def expire_page_tokens(self) -> None:
         with self.lock:
@@ -129,6 +282,7 @@ class JsmSimulator(Simulator):
             self.site.set_status(issue_id, status)
 
     def hide(self, issue_id: int) -> None:
+        """Our account loses sight of the request (moved to a desk it may not see)."""
         with self.lock:
             self.site.issues[issue_id].hidden = True
 
@@ -138,27 +292,17 @@ class JsmSimulator(Simulator):
 
     def comments(self, issue_id: int) -> list[dict[str, Any]]:
         with self.lock:
-            return [{"id": c.id, "author": c.author, "body": c.body, "public": c.public}
-                    for c in self.site.issues[issue_id].comments]
+            return [vars(c).copy() for c in self.site.issues[issue_id].comments]
 
     def adapter_config(self) -> dict[str, Any]:
-        return {"url": self.url,
-                "auth": {"email": self.bot_email, "api_token": self.bot_api_token}}
-
-    def state(self) -> dict[str, Any]:
-        with self.lock:
-            return {"requests": [{"id": i.id, "key": i.key, "status": i.status,
-                                  "comments": len(i.comments)}
-                                 for i in self.site.issues.values()]}
+        return {"url": self.url, "auth": {"email": self.bot_email, "api_token": self.bot_api_token}}
 
     def seed_ticket(self, customer: str, subject: str, body: str) -> int:
-        reporter = self.add_account(customer, "customer")
-        return self.create_request(reporter, body, subject)
+        return self.create_request(self.add_account(customer, "customer"), body, subject)
 
     def customer_reply(self, ticket_id: int, body: str) -> int:
         with self.lock:
-            reporter = self.site.issues[ticket_id].reporter
-        return self.add_comment(ticket_id, reporter, body)
+            return self.add_comment(ticket_id, self.site.issues[ticket_id].reporter, body)
 
     def agent_reply(self, ticket_id: int, body: str) -> int:
         with self.lock:
@@ -172,9 +316,8 @@ class JsmSimulator(Simulator):
         self.set_status(ticket_id, "Resolved")
 
     # ----- HTTP handlers ---------------------------------------------------------------------
-    def vendor_headers(
-        self, endpoint: str, request: SimRequest, response: SimResponse
-    ) -> dict[str, str]:
+    def vendor_headers(self, endpoint: str, request: SimRequest,
+                       response: SimResponse) -> dict[str, str]:
         if response.status != 429:
             return {}
         wait = float(response.headers.get("Retry-After") or 1)
@@ -201,7 +344,7 @@ class JsmSimulator(Simulator):
                 return SimResponse(403, {"error": "invalid_grant",
                                          "error_description": "Unknown or invalid refresh token."})
             access, renewed = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-            self._access[access] = _Token(account, time.monotonic() + self.access_token_ttl)
+            self._access[access] = [account, time.monotonic() + self.access_token_ttl]
             self._refresh[renewed] = account
         return SimResponse(200, {"access_token": access, "refresh_token": renewed,
                                  "expires_in": int(self.access_token_ttl),
@@ -227,8 +370,7 @@ class JsmSimulator(Simulator):
             return SimResponse(200, self.site.user_json(account))
 
     def handle_search_removed(self, request: SimRequest) -> SimResponse:
-        return _errors(410, "The requested API has been removed. Please migrate to the "
-                            "/rest/api/3/search/jql API.")
+        return _errors(410, "Removed: migrate to /rest/api/3/search/jql.")
 
     def handle_search(self, request: SimRequest) -> SimResponse:
         with self.lock:
@@ -314,8 +456,8 @@ class JsmSimulator(Simulator):
         account: Account | None = None
         if scheme.lower() == "bearer":
             token = self._access.get(credentials.strip())
-            if token is not None and token.expires_at > time.monotonic():
-                account = self.site.accounts.get(token.account)
+            if token is not None and token[1] > time.monotonic():
+                account = self.site.accounts.get(token[0])
         elif scheme.lower() == "basic":
             try:
                 email, _, secret = base64.b64decode(credentials.strip(), validate=True) \
@@ -329,7 +471,7 @@ class JsmSimulator(Simulator):
         return account
 
     def _sees(self, caller: Account, issue: Issue) -> bool:
-        return not issue.deleted and not issue.hidden and (
+        return not issue.hidden and (
             issue.desk_id in caller.agent_of or issue.reporter == caller.account_id)
 
     def _visible(self, request: SimRequest, issue_id: int) -> Issue | SimResponse:
