@@ -141,6 +141,22 @@ def test_simulator_has_removed_the_old_search_and_returns_ids_only_by_default(
     assert new.status_code == 200 and "fields" not in new.json()["issues"][0]
 
 
+def test_simulator_compares_updated_to_the_minute(
+    sim: JsmSimulator, make_adapter: MakeAdapter
+) -> None:
+    ticket = sim.create_request(sim.add_account("Cy", "customer"), "Hello")
+    with sim.lock:
+        minute = sim.site.issues[ticket].updated // 60_000 * 60_000
+    auth = make_adapter(sim).auth_headers()
+
+    def found(bound: int) -> int:
+        answer = requests.get(f"{sim.url}/rest/api/3/search/jql", headers=auth, timeout=5,
+                              params={"jql": f"updated >= {bound} ORDER BY updated ASC"})
+        return len(answer.json()["issues"])
+
+    assert (found(minute + 59_999), found(minute + 60_000)) == (1, 0)
+
+
 def test_pages_follow_next_page_token_past_a_page_cap(make_adapter: MakeAdapter) -> None:
     with JsmSimulator(page_cap=3) as sim:
         customer = sim.add_account("Cy", "customer")
