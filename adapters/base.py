@@ -321,12 +321,13 @@ class Adapter(ABC):
     def api_base(self) -> str:
         return self.settings.url
 
-    def use_oauth(self, grant: OAuthGrant, vendor: str) -> None:
-        """Authenticate with OAuth access tokens from ``grant`` at ``settings.url``. They are
-        fetched by a client of their own: the API client asks for auth headers on every
+    def use_oauth(self, grant: OAuthGrant, vendor: str, token_url: str | None = None) -> None:
+        """Authenticate with OAuth access tokens from ``grant`` at ``token_url`` (default:
+        ``settings.url``; some vendors hand out tokens on another host than their API). They
+        are fetched by a client of their own: the API client asks for auth headers on every
         attempt and would otherwise ask itself for a token while fetching one."""
         http = HttpClient(
-            self.settings.url, name=self.name,
+            token_url or self.settings.url, name=self.name,
             timeouts=Timeouts(connect=5.0, read=self.settings.timeout), retry=RetryPolicy(),
             retry_after_from=header_retry_after(self.retry_after_header)
             if self.retry_after_header else None,

@@ -100,6 +100,16 @@ class HubSignatureSha1:
 
 
 @dataclass(frozen=True)
+class HubSignatureSha256:
+    """``X-Hub-Signature: sha256=<hex HMAC-SHA256(secret, body)>`` (Jira's admin webhooks)."""
+
+    def verify(self, secret: bytes, headers: Mapping[str, str], body: bytes) -> bool:
+        expected = "sha256=" + _hmac(secret, body, hashlib.sha256).hex()
+        given = headers.get("x-hub-signature")
+        return _same(expected, given.lower() if given else None)
+
+
+@dataclass(frozen=True)
 class SharedSecretHeader:
     """The secret itself in a custom header, for helpdesks that cannot sign (Freshdesk).
 
@@ -120,6 +130,7 @@ SCHEMES: dict[str, Callable[[], WebhookScheme]] = {
     "zendesk-hmac-sha256": ZendeskSignature,
     "helpscout-hmac-sha1": HelpScoutSignature,
     "zammad-hmac-sha1": HubSignatureSha1,
+    "hub-hmac-sha256": HubSignatureSha256,
     "shared-secret-header": SharedSecretHeader,
 }
 
