@@ -5,7 +5,7 @@ It refuses what Front refuses: a request without ``Authorization: Bearer <token>
 times are not seconds or whose types Front does not know, a page token from another listing, a
 draft reply without ``body`` or ``channel_id`` or with an unknown channel, author or mode (400).
 Unknown conversations answer 404, merged ones 301, restricted ones 403. Every answer carries the
-``x-ratelimit-*`` headers, and with ``rpm`` set a 429 with ``Retry-After`` enforces the limit.
+``x-ratelimit-*`` headers; 429s with ``Retry-After`` come from the base's faults.
 """
 
 from __future__ import annotations
@@ -13,23 +13,145 @@ from __future__ import annotations
 import itertools
 import math
 import secrets
+import string
 import time
-from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from adapters.front.sim_records import (
-    EVENT_TYPES,
-    SimChannel,
-    SimConversation,
-    SimEntry,
-    SimEvent,
-    SimTeammate,
-    base36,
-)
-from adapters.simulation import SimRequest, SimResponse, Simulator
+from adapters.simulation import SimRequest, SimResponse, Simulator, TicketRef
+from adapters.text import html_to_text, text_to_html
 
 EVENTS_LIMIT, LIST_LIMIT = 15, 100
-RATE_WINDOW = 60.0
+RATE_WINDOW, RATE_LIMIT = 60.0, 50
+EVENT_TYPES = frozenset([  # spec: EventResponse.type
+    "assign", "unassign", "archive", "reopen", "trash", "restore", "reminder", "comment",
+    "mention", "inbound", "outbound", "out_reply", "move", "forward", "tag", "untag",
+    "sending_error", "message_bounce_error", "conversations_merged", "link_added",
+    "link_removed", "custom_field_updated", "macro_triggered", "topic_identified",
+    "ticket_status_update"])
+_DIGITS = string.digits + string.ascii_lowercase
+
+
+def base36(number: int) -> str:
+    """Front's ids end in a base-36 number (``cnv_55c8c149``)."""
+    text = _DIGITS[number % 36]
+    return base36(number // 36) + text if number >= 36 else text
+
+
+@dataclass
+class SimTeammate:
+    id: str
+    email: str
+    first_name: str
+    last_name: str
+    type: str = "user"  # "user", or a bot type: "rule", "macro", "ai", ...
+    is_blocked: bool = False
+
+    def json(self, base: str) -> dict[str, Any]:
+        return {"_links": {"self": f"{base}/teammates/{self.id}"}, "id": self.id,
+                "email": self.email, "username": self.email.split("@")[0],
+                "first_name": self.first_name, "last_name": self.last_name, "is_admin": False,
+                "is_available": True, "is_blocked": self.is_blocked, "type": self.type,
+                "custom_fields": {}}
+
+
+@dataclass
+class SimEntry:
+    """A message (sent, received or a draft) or a comment of one conversation."""
+
+    id: str
+    kind: str  # "message" or "comment"
+    created_at: float
+    body: str  # HTML for messages, plain text for comments
+    author: SimTeammate | None = None
+    is_inbound: bool = False
+    type: str = "email"
+    text: str | None = None
+    draft_mode: str | None = None
+    corrupt: bool = False
+
+    def json(self, base: str, conversation: SimConversation) -> dict[str, Any]:
+        author = self.author.json(base) if self.author else None
+        if self.kind == "comment":
+            data: dict[str, Any] = {"_links": {"self": f"{base}/comments/{self.id}"},
+                                    "id": self.id, "author": author, "body": self.body,
+                                    "posted_at": self.created_at, "attachments": [],
+                                    "is_pinned": False}
+        else:
+            data = self._message_json(base, conversation, author)
+        if self.corrupt:
+            data.pop("id")
+        return data
+
+    def _message_json(self, base: str, conversation: SimConversation,
+                      author: dict[str, Any] | None) -> dict[str, Any]:
+        role = "from" if self.is_inbound else "to"
+        data: dict[str, Any] = {
+            "_links": {"self": f"{base}/messages/{self.id}",
+                       "related": {"conversation": f"{base}/conversations/{conversation.id}"}},
+            "id": self.id, "message_uid": self.id[4:], "type": self.type,
+            "is_inbound": self.is_inbound, "draft_mode": self.draft_mode, "error_type": None,
+            "version": f"v-{self.id}", "created_at": self.created_at,
+            "subject": conversation.subject, "blurb": (self.text or "")[:80], "author": author,
+            "recipients": [{"name": conversation.customer_name, "handle": conversation.handle,
+                            "role": role}],
+            "body": self.body, "attachments": [], "metadata": {},
+        }
+        if self.text is not None and self.type == "email":
+            data["text"] = self.text
+        return data
+
+
+@dataclass
+class SimConversation:
+    id: str
+    subject: str
+    handle: str
+    customer_name: str
+    created_at: float
+    updated_at: float
+    status: str = "unassigned"
+    status_id: str | None = None
+    status_category: str | None = None
+    entries: list[SimEntry] = field(default_factory=list)
+    merged_into: str | None = None
+    restricted: bool = False
+
+    def json(self, base: str) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "_links": {"self": f"{base}/conversations/{self.id}"},
+            "id": self.id, "type": "conversation", "subject": self.subject,
+            "status": self.status, "ticket_ids": [], "assignee": None,
+            "recipient": {"name": self.customer_name, "handle": self.handle, "role": "from"},
+            "tags": [], "links": [], "custom_fields": {}, "is_private": False,
+            "scheduled_reminders": [], "metadata": {}, "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+        if self.status_category is not None:
+            data["status_id"], data["status_category"] = self.status_id, self.status_category
+        return data
+
+
+@dataclass
+class SimEvent:
+    id: str
+    type: str
+    emitted_at: float
+    conversation_id: str
+    source: str  # "inboxes", "teammate", "rule", "api"
+    target: SimEntry | None = None
+
+    def json(self, base: str, conversation: SimConversation,
+             source: SimTeammate | None) -> dict[str, Any]:
+        target = None if self.target is None else {
+            "_meta": {"type": self.target.kind}, "data": self.target.json(base, conversation)}
+        return {
+            "_links": {"self": f"{base}/events/{self.id}"}, "id": self.id, "type": self.type,
+            "emitted_at": self.emitted_at,
+            "source": {"_meta": {"type": "teammate" if source else self.source},
+                       "data": source.json(base) if source else []},
+            "target": target, "conversation": conversation.json(base),
+        }
 
 
 def front_error(status: int, title: str, message: str) -> SimResponse:
@@ -42,10 +164,9 @@ class FrontSimulator(Simulator):
 
     service = "front"
     routes: ClassVar[list[tuple[str, str, str]]] = [
-        ("GET", "/me", "me"),
+        ("GET", "/me", "me"), ("GET", "/events", "events"),
         ("GET", "/teammates/<teammate_id>", "teammate"),
         ("GET", "/channels/<channel_id>", "channel"),
-        ("GET", "/events", "events"),
         ("GET", "/conversations/<conversation_id>", "conversation"),
         ("GET", "/conversations/<conversation_id>/messages", "messages"),
         ("GET", "/conversations/<conversation_id>/comments", "comments"),
@@ -53,18 +174,14 @@ class FrontSimulator(Simulator):
         ("POST", "/conversations/<conversation_id>/drafts", "draft_create"),
     ]
 
-    def __init__(self, port: int = 0, *, api_token: str = "front-api-token-3e9",
-                 rpm: int | None = None, events_limit: int = EVENTS_LIMIT) -> None:
+    def __init__(self, port: int = 0, *, api_token: str = "front-api-token-3e9") -> None:
         super().__init__(port)
         self.api_token = api_token
-        self.rpm = rpm
-        self.events_limit = events_limit
         self._ids = itertools.count(1000)
         self._last_stamp = 0.0
-        self._recent: deque[float] = deque()
         self._tokens: dict[str, tuple[str, dict[str, Any], int]] = {}
         self.teammates: dict[str, SimTeammate] = {}
-        self.channels: dict[str, SimChannel] = {}
+        self.channels: dict[str, dict[str, Any]] = {}
         self.conversations: dict[str, SimConversation] = {}
         self.events: list[SimEvent] = []
         self.bot = self.add_teammate("Uppzy", "Assistant", "uppzy@example.com")
@@ -75,15 +192,17 @@ class FrontSimulator(Simulator):
     # ----- setting up ------------------------------------------------------------------------
     def add_teammate(self, first: str, last: str, email: str, *, kind: str = "user") -> str:
         teammate = SimTeammate(self._new_id("tea"), email, first, last, kind)
-        with self.lock:
-            self.teammates[teammate.id] = teammate
+        self.teammates[teammate.id] = teammate
         return teammate.id
 
     def add_channel(self, name: str, address: str) -> str:
-        channel = SimChannel(self._new_id("cha"), name, address)
-        with self.lock:
-            self.channels[channel.id] = channel
-        return channel.id
+        """A channel as Front describes it (spec: ChannelResponse)."""
+        channel_id = self._new_id("cha")
+        self.channels[channel_id] = {
+            "_links": {"self": f"{self.url}/channels/{channel_id}"}, "id": channel_id,
+            "name": name, "address": address, "type": "smtp", "send_as": address,
+            "settings": {"undo_send_time": 0}, "is_private": False, "is_valid": True}
+        return channel_id
 
     def adapter_config(self) -> dict[str, Any]:
         return {"url": self.url, "auth": {"token": self.api_token},
@@ -113,16 +232,10 @@ class FrontSimulator(Simulator):
 
     def teammate_replies(self, conversation_id: str, teammate_id: str, body: str) -> str:
         """An outbound reply sent by a teammate (a person, or a bot such as a rule)."""
-        with self.lock:
-            author = self.teammates[teammate_id]
-            return self._add(self._live(conversation_id), "message", body, html=False,
-                             author=author, event="out_reply", source=self._source(author))
+        return self._by_teammate(conversation_id, teammate_id, body, "message", "out_reply")
 
     def comment(self, conversation_id: str, teammate_id: str, body: str) -> str:
-        with self.lock:
-            author = self.teammates[teammate_id]
-            return self._add(self._live(conversation_id), "comment", body, html=False,
-                             author=author, event="comment", source=self._source(author))
+        return self._by_teammate(conversation_id, teammate_id, body, "comment", "comment")
 
     def set_status(self, conversation_id: str, status: str, event: str) -> None:
         """``archive``/``reopen``/``trash``/``restore``: the status and the event Front emits."""
@@ -149,38 +262,24 @@ class FrontSimulator(Simulator):
             self._event(target, "conversations_merged", "teammate")
 
     def restrict(self, conversation_id: str) -> None:
-        with self.lock:
-            self.conversations[conversation_id].restricted = True
+        self.conversations[conversation_id].restricted = True
 
     def corrupt(self, conversation_id: str) -> None:
         """The conversation's first message loses its id."""
-        with self.lock:
-            self.conversations[conversation_id].entries[0].corrupt = True
+        self.conversations[conversation_id].entries[0].corrupt = True
 
-    def entries(self, conversation_id: str) -> list[SimEntry]:
-        with self.lock:
-            return list(self.conversations[conversation_id].entries)
+    # ----- the play API (Front's ids are text, so the play API speaks them) ----------------
+    def seed_ticket(self, customer: str, subject: str, body: str) -> TicketRef:
+        return self.create_conversation(customer, body, subject=subject)
 
-    def state(self) -> dict[str, Any]:
-        with self.lock:
-            return {"conversations": {
-                c.id: {"status": c.status, "status_category": c.status_category,
-                       "drafts": [{"id": e.id, "mode": e.draft_mode, "author": e.author.id
-                                   if e.author else None} for e in c.entries if e.draft_mode]}
-                for c in self.conversations.values()}}
+    def customer_reply(self, ticket_id: TicketRef, body: str) -> TicketRef:
+        return self.customer_writes(str(ticket_id), body)
 
-    # ----- the play API ----------------------------------------------------------------------
-    def seed_ticket(self, customer: str, subject: str, body: str) -> int:
-        return _number(self.create_conversation(customer, body, subject=subject))
+    def agent_reply(self, ticket_id: TicketRef, body: str) -> TicketRef:
+        return self.teammate_replies(str(ticket_id), self.agent, body)
 
-    def customer_reply(self, ticket_id: int, body: str) -> int:
-        return _number(self.customer_writes(self._play_id(ticket_id), body))
-
-    def agent_reply(self, ticket_id: int, body: str) -> int:
-        return _number(self.teammate_replies(self._play_id(ticket_id), self.agent, body))
-
-    def resolve(self, ticket_id: int) -> None:
-        self.set_status(self._play_id(ticket_id), "archived", "archive")
+    def resolve(self, ticket_id: TicketRef) -> None:
+        self.set_status(str(ticket_id), "archived", "archive")
 
     # ----- routes ----------------------------------------------------------------------------
     def handle_me(self, request: SimRequest) -> SimResponse:
@@ -188,20 +287,16 @@ class FrontSimulator(Simulator):
             "_links": {"self": f"{self.url}/me"}, "id": "cmp_sim", "name": "Simulated Company"})
 
     def handle_teammate(self, request: SimRequest, teammate_id: str) -> SimResponse:
-        if denied := self._denied(request):
-            return denied
         teammate = self.teammates.get(teammate_id)
-        if teammate is None:
-            return front_error(404, "Not found", f"Unknown teammate {teammate_id}")
-        return SimResponse(200, teammate.json(self.url))
+        return self._denied(request) or (
+            SimResponse(200, teammate.json(self.url)) if teammate
+            else front_error(404, "Not found", f"Unknown teammate {teammate_id}"))
 
     def handle_channel(self, request: SimRequest, channel_id: str) -> SimResponse:
-        if denied := self._denied(request):
-            return denied
         channel = self.channels.get(channel_id)
-        if channel is None:
-            return front_error(404, "Not found", f"Unknown channel {channel_id}")
-        return SimResponse(200, channel.json(self.url))
+        return self._denied(request) or (
+            SimResponse(200, channel) if channel
+            else front_error(404, "Not found", f"Unknown channel {channel_id}"))
 
     def handle_events(self, request: SimRequest) -> SimResponse:
         if denied := self._denied(request):
@@ -209,7 +304,7 @@ class FrontSimulator(Simulator):
         query = self._events_query(request)
         if isinstance(query, SimResponse):
             return query
-        return self._page(request, "/events", query, self.events_limit, self._event_rows)
+        return self._page(request, "/events", query, EVENTS_LIMIT, self._event_rows)
 
     def handle_conversation(self, request: SimRequest, conversation_id: str) -> SimResponse:
         found = self._readable(request, conversation_id)
@@ -229,43 +324,29 @@ class FrontSimulator(Simulator):
         if isinstance(found, SimResponse):
             return found
         spec = request.json()
-        problem = self._draft_problem(spec)
-        if problem:
+        if problem := self._draft_problem(spec):
             return front_error(400, "Bad request", problem)
-        author = self.teammates[spec.get("author_id") or self.bot]
         with self.lock:
             entry = SimEntry(self._new_id("msg"), "message", self._stamp(), spec["body"],
-                             author=author, draft_mode=spec.get("mode") or "private",
-                             text=None)
+                             author=self.teammates[spec.get("author_id") or self.bot],
+                             draft_mode=spec.get("mode") or "private")
             found.entries.append(entry)
         return SimResponse(200, entry.json(self.url, found))
 
     # ----- the vendor's headers and limits ---------------------------------------------------
     def vendor_headers(self, endpoint: str, request: SimRequest, response: SimResponse
                        ) -> dict[str, str]:
-        limit = self.rpm or 50
-        now = time.time()
-        return {"x-ratelimit-limit": str(limit),
-                "x-ratelimit-remaining": str(max(0, limit - len(self._recent))),
-                "x-ratelimit-reset": str(math.ceil(now + RATE_WINDOW))}
+        """Front's rate-limit headers (the Starter plan's 50 a minute), counted per minute."""
+        now = time.monotonic()
+        used = sum(1 for call in self.calls if now - call.at < RATE_WINDOW)
+        return {"x-ratelimit-limit": str(RATE_LIMIT),
+                "x-ratelimit-remaining": str(max(0, RATE_LIMIT - used - 1)),
+                "x-ratelimit-reset": str(math.ceil(time.time() + RATE_WINDOW))}
 
     def _denied(self, request: SimRequest) -> SimResponse | None:
-        """401 unless the request carries the company's token as a bearer token; then, with
-        ``rpm`` set, 429 when the minute's budget is spent."""
+        """401 unless the request carries the company's token as a bearer token."""
         if request.headers.get("authorization") != f"Bearer {self.api_token}":
             return front_error(401, "Unauthorized", "Invalid or missing API token")
-        if self.rpm is None:
-            return None
-        now = time.monotonic()
-        with self.lock:
-            while self._recent and now - self._recent[0] >= RATE_WINDOW:
-                self._recent.popleft()
-            if len(self._recent) >= self.rpm:
-                wait = math.ceil(self._recent[0] + RATE_WINDOW - now)
-                response = front_error(429, "Too many requests", "Rate limit exceeded")
-                response.headers["Retry-After"] = str(max(1, wait))
-                return response
-            self._recent.append(now)
         return None
 
     # ----- helpers ---------------------------------------------------------------------------
@@ -273,8 +354,7 @@ class FrontSimulator(Simulator):
                   ) -> SimConversation | SimResponse:
         if denied := self._denied(request):
             return denied
-        with self.lock:
-            conversation = self.conversations.get(conversation_id)
+        conversation = self.conversations.get(conversation_id)
         if conversation is None:
             return front_error(404, "Not found", f"Unknown conversation {conversation_id}")
         if conversation.merged_into is not None:
@@ -291,8 +371,12 @@ class FrontSimulator(Simulator):
             return found
 
         def rows(_: dict[str, Any]) -> list[dict[str, Any]]:
+            """The list, newest first as Front lists it; drafts only in the drafts list."""
             with self.lock:
-                return [e.json(self.url, found) for e in found.listed(kind, drafts)]
+                listed = [e for e in found.entries
+                          if e.kind == kind and (e.draft_mode is not None) == drafts]
+                return [e.json(self.url, found)
+                        for e in sorted(listed, key=lambda e: e.created_at, reverse=True)]
 
         return self._page(request, f"/conversations/{conversation_id}/{path}", {},
                           LIST_LIMIT, rows)
@@ -331,14 +415,12 @@ class FrontSimulator(Simulator):
             value = request.arg(f"q[{bound}]")
             if value is None:
                 continue
-            try:
-                seconds = float(value)
-            except ValueError:
-                return front_error(400, "Bad request", f"q[{bound}] must be a timestamp")
-            if seconds > 1e11 or len(value.partition(".")[2]) > 3:
+            whole, _, decimals = value.partition(".")
+            if not whole.isdigit() or not (decimals.isdigit() or not decimals) or \
+                    len(decimals) > 3 or len(whole) > 11:
                 return front_error(400, "Bad request",
                                    f"q[{bound}] must be seconds with up to 3 decimals")
-            query[bound] = seconds
+            query[bound] = float(value)
         unknown = [t for t in query["types"] if t not in EVENT_TYPES]
         if unknown or query["order"] not in ("asc", "desc") or \
                 request.arg("sort_by", "created_at") != "created_at":
@@ -363,46 +445,47 @@ class FrontSimulator(Simulator):
         return conversation
 
     def _draft_problem(self, spec: Any) -> str | None:
+        """What Front's ReplyDraft schema refuses: no body, no or unknown channel_id, an
+        unknown author_id, a mode other than private or shared."""
         if not isinstance(spec, dict) or not isinstance(spec.get("body"), str):
             return "body is required"
-        if spec.get("channel_id") not in self.channels:
-            return "channel_id is required and must name a channel"
-        if spec.get("author_id") is not None and spec["author_id"] not in self.teammates:
-            return "author_id must name a teammate"
-        if spec.get("mode", "private") not in ("private", "shared"):
-            return "mode must be private or shared"
-        return None
+        problems = [(spec.get("channel_id") not in self.channels, "channel_id must name a channel"),
+                    (spec.get("author_id", self.bot) not in self.teammates, "unknown author_id"),
+                    (spec.get("mode", "private") not in ("private", "shared"), "invalid mode")]
+        return next((problem for wrong, problem in problems if wrong), None)
 
     def _add(self, conversation: SimConversation, kind: str, body: str, *, html: bool,
              event: str, source: str, **fields: Any) -> str:
-        entry = SimEntry.written(self._new_id("msg" if kind == "message" else "com"), kind,
-                                 self._stamp(), body, html=html, **fields)
+        """An entry from what someone typed: a message in text gets its HTML form and keeps
+        the text, one in HTML gets the text version Front makes of e-mail."""
+        if kind == "message":
+            body, fields["text"] = (body, html_to_text(body)) if html else \
+                (text_to_html(body), body)
+        entry = SimEntry(self._new_id("msg" if kind == "message" else "com"), kind,
+                         self._stamp(), body, **fields)
         conversation.entries.append(entry)
         self._event(conversation, event, source, entry)
         return entry.id
 
     def _event(self, conversation: SimConversation, kind: str, source: str,
                target: SimEntry | None = None) -> None:
-        at = self._stamp()
-        conversation.updated_at = at
+        conversation.updated_at = at = self._stamp()
         self.events.append(SimEvent(self._new_id("evt"), kind, at, conversation.id, source,
                                     target))
 
-    def _source(self, teammate: SimTeammate) -> str:
-        """Events name the teammate who acted (its id), or ``rule`` for a rule's bot."""
-        return "rule" if teammate.type == "rule" else teammate.id
+    def _by_teammate(self, conversation_id: str, teammate_id: str, body: str, kind: str,
+                     event: str) -> str:
+        """An entry a teammate writes; its event names the teammate, or ``rule`` for a rule."""
+        with self.lock:
+            author = self.teammates[teammate_id]
+            return self._add(self._live(conversation_id), kind, body, html=False, author=author,
+                             event=event, source="rule" if author.type == "rule" else author.id)
 
     def _live(self, conversation_id: str) -> SimConversation:
         conversation = self.conversations[conversation_id]
         if conversation.merged_into is not None:
             raise ValueError(f"{conversation_id} was merged")
         return conversation
-
-    def _play_id(self, number: int) -> str:
-        conversation_id = f"cnv_{base36(number)}"
-        if conversation_id not in self.conversations:
-            raise KeyError(number)
-        return conversation_id
 
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}_{base36(next(self._ids))}"
@@ -414,7 +497,3 @@ class FrontSimulator(Simulator):
             self._last_stamp = max(round(time.time(), 3), round(self._last_stamp + 0.001, 3))
             return self._last_stamp
 
-
-def _number(front_id: str) -> int:
-    """The number behind an id, for the play API, which speaks in numbers."""
-    return int(front_id.partition("_")[2], 36)

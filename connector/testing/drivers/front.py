@@ -79,11 +79,11 @@ class FrontDriver(SimulatorRateLimits):
 
     # ----- what happened ------------------------------------------------------------------
     def posts_by_connector(self, ticket_id: str) -> list[str]:
-        return [html_to_text(entry.body) for entry in self.sim.entries(ticket_id)
+        return [html_to_text(entry.body) for entry in self.sim.conversations[ticket_id].entries
                 if entry.author is not None and entry.author.id == self.sim.bot]
 
     def visible_to_customer(self, ticket_id: str) -> list[str]:
-        return [html_to_text(entry.body) for entry in self.sim.entries(ticket_id)
+        return [html_to_text(entry.body) for entry in self.sim.conversations[ticket_id].entries
                 if entry.kind == "message" and entry.draft_mode is None]
 
     # ----- faults -------------------------------------------------------------------------
