@@ -180,6 +180,21 @@ def test_feed_asks_as_documented_and_walks_every_page(
     assert conversations[5] in ids(again)
 
 
+def test_a_quiet_feed_reports_nothing_twice(
+    sim: FrontSimulator, make_adapter: MakeAdapter
+) -> None:
+    """The overlap re-reads the last events; those already reported are not reported again,
+    so a quiet account's last conversation is not read at every poll."""
+    adapter = make_adapter()
+    conversation = sim.create_conversation("Ann", "Hi")
+    first, cursor = walk(adapter, None)
+    assert ids(first) == [conversation]
+    again, cursor = walk(adapter, cursor)
+    assert ids(again) == []
+    sim.comment(conversation, sim.agent, "a note")
+    assert ids(walk(make_adapter(), cursor)[0]) == [conversation]
+
+
 def test_a_walk_resumes_mid_way_with_a_new_adapter(
     sim: FrontSimulator, make_adapter: MakeAdapter
 ) -> None:
@@ -450,19 +465,27 @@ def test_engine_drafts_once_per_customer_turn_through_faults(
         **expected, closing[0]: 2}
     assert [uppzy.close_calls(f"fr-{c}") for c in closing] == [1] * 5
     assert uppzy.questions(f"fr-{closing[0]}-2") == ["I am back with a new question"]
+    feed_calls = [(c.at, c.status) for c in sim.calls if c.endpoint == "events"]
+    refused = [at for at, status in feed_calls if status == 429]
+    assert len(refused) == 2
+    for at in refused:  # nothing early: each retry waited the Retry-After of 1 s
+        following = min(later for later, _ in feed_calls if later > at)
+        assert following - at >= 0.95
     for conversation in conversations:
         asked = uppzy.questions(f"fr-{conversation}")
         assert not any(text in " ".join(asked) for text in ("human", "internal", "auto reply"))
 
 
 def test_engine_pauses_on_a_revoked_token_instead_of_retrying(
-    tmp_path: Path, uppzy: UppzySimulator, sim: FrontSimulator
+    tmp_path: Path, uppzy: UppzySimulator, sim: FrontSimulator,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     sim.create_conversation("Carol", "Hello")
     engine = engine_for(tmp_path, uppzy, sim, auth={"token": "revoked-token-123"})
     try:
-        for _ in range(3):
-            engine.run_once()
+        with caplog.at_level(logging.DEBUG):
+            for _ in range(3):
+                engine.run_once()
         with Session(engine.db) as db:
             state = db.get(AdapterState, "fr")
             assert state is not None and state.paused_until is not None
@@ -472,4 +495,7 @@ def test_engine_pauses_on_a_revoked_token_instead_of_retrying(
         engine.shutdown(grace=2)
         engine.db.dispose()
     assert sim.call_count("events") <= 2, "the revoked token was tried again and again"
+    paused = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("adapter fr paused: authentication failed" in text for text in paused)
+    assert not any("revoked-token-123" in r.getMessage() for r in caplog.records)
     assert sim.call_count("draft_create") == 0

@@ -90,13 +90,12 @@ class FrontAdapter(ReplayAdapter):
         body = json_object(resp.data, "events")
         events = _results(body, "events")
         tickets = feed.latest_per_conversation(
-            [found for index, event in enumerate(events)
+            [found for index, event in enumerate(walk.unseen(events))
              if (found := self._event_ticket(index, event)) is not None])
-        newest = feed.newest_event(events)
         token = _next_token(body, "/events", "events")
         if token is not None:
-            return ChangePage(tickets, walk.next_page(newest, token).dump(), True)
-        return ChangePage(tickets, walk.finished(newest).dump(), False)
+            return ChangePage(tickets, walk.next_page(events, token).dump(), True)
+        return ChangePage(tickets, walk.finished(events).dump(), False)
 
     def get_ticket(self, ticket_id: str) -> Ticket:
         number = path_id(ticket_id, "cnv")
