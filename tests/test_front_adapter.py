@@ -90,8 +90,10 @@ def raw(sim: FrontSimulator, method: str, path: str, *, token: str | None = None
     return requests.request(method, sim.url + path, headers=headers, timeout=5, **kwargs)
 
 
-def drafts_of(sim: FrontSimulator, conversation: str) -> list[SimEntry]:
-    return [e for e in sim.conversations[conversation].entries if e.draft_mode is not None]
+def drafts_of(sim: FrontSimulator, conversation: str, author: str | None = None
+              ) -> list[SimEntry]:
+    return [e for e in sim.conversations[conversation].entries if e.draft_mode is not None
+            and (author is None or (e.author is not None and e.author.id == author))]
 
 
 # ----- settings and registration -----------------------------------------------------------------
@@ -228,11 +230,9 @@ def test_events_without_a_conversation_are_skipped_with_a_warning(
     sim: FrontSimulator, make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
     good = sim.create_conversation("Ann", "Secret words")
-    sim.add_fault(Fault(endpoint="events", status=200, body={
-        "_pagination": {"next": None}, "_results": [
-            {"id": "evt_bad", "emitted_at": time.time(), "conversation": {"id": 7}},
-            {"id": "evt_ok", "emitted_at": time.time(),
-             "conversation": {"id": good, "status": "unassigned"}}]}))
+    sim.add_fault(Fault(endpoint="events", status=200, body={"_pagination": {"next": None},
+        "_results": [{"id": "evt_bad", "emitted_at": time.time(), "conversation": {"id": 7}},
+                     {"id": "evt_ok", "emitted_at": time.time(), "conversation": {"id": good}}]}))
     with caplog.at_level(logging.WARNING):
         page = make_adapter().poll_changes(None, LONG_AGO)
     assert ids([page]) == [good]
@@ -414,11 +414,6 @@ def engine_for(tmp_path: Path, uppzy: UppzySimulator, sim: FrontSimulator,
     return engine
 
 
-def drafts_by_us(sim: FrontSimulator, conversation: str) -> list[str]:
-    return [e.body for e in sim.conversations[conversation].entries
-            if e.draft_mode == "shared" and e.author is not None and e.author.id == sim.bot]
-
-
 def run_until(engine: Runtime, done: Callable[[], bool], seconds: float = 60.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -439,7 +434,7 @@ def test_engine_drafts_once_per_customer_turn_through_faults(
     engine = engine_for(tmp_path, uppzy, sim)
     try:
         expected = dict.fromkeys(conversations, 1)
-        run_until(engine, lambda: {c: len(drafts_by_us(sim, c)) for c in conversations}
+        run_until(engine, lambda: {c: len(drafts_of(sim, c, sim.bot)) for c in conversations}
                   == expected)
         for i, conversation in enumerate(conversations):  # none of these is a customer turn
             [lambda c: sim.teammate_replies(c, sim.agent, "human answer"),
@@ -448,20 +443,20 @@ def test_engine_drafts_once_per_customer_turn_through_faults(
         for conversation in conversations[:10]:
             sim.customer_writes(conversation, f"Follow-up on {conversation}")
         expected.update(dict.fromkeys(conversations[:10], 2))
-        run_until(engine, lambda: {c: len(drafts_by_us(sim, c)) for c in conversations}
+        run_until(engine, lambda: {c: len(drafts_of(sim, c, sim.bot)) for c in conversations}
                   == expected)
         closing = conversations[10:15]
         for conversation in closing:
             sim.set_status(conversation, "archived", "archive")
         run_until(engine, lambda: all(uppzy.close_calls(f"fr-{c}") for c in closing))
         sim.customer_writes(closing[0], "I am back with a new question")
-        run_until(engine, lambda: len(drafts_by_us(sim, closing[0])) == 2)
+        run_until(engine, lambda: len(drafts_of(sim, closing[0], sim.bot)) == 2)
         for _ in range(3):
             engine.run_once()
     finally:
         engine.shutdown(grace=2)
         engine.db.dispose()
-    assert {c: len(drafts_by_us(sim, c)) for c in conversations} == {
+    assert {c: len(drafts_of(sim, c, sim.bot)) for c in conversations} == {
         **expected, closing[0]: 2}
     assert [uppzy.close_calls(f"fr-{c}") for c in closing] == [1] * 5
     assert uppzy.questions(f"fr-{closing[0]}-2") == ["I am back with a new question"]
