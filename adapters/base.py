@@ -284,19 +284,22 @@ class Adapter(ABC):
         return found
 
     def read_entries(
-        self, items: Iterable[Any], what: str, build: EntryReader, *, time_key: str = "created_at"
+        self, items: Iterable[Any], what: str, build: EntryReader, *, time_key: str = "created_at",
+        read_id: Callable[[Any], str | None] = numeric_id,
+        read_time: Callable[[Any], datetime | None] = parse_time,
     ) -> list[Message]:
         """The messages ``build`` makes of a conversation's entries, in the vendor's order.
 
         ``build`` gets each entry as a dict with its ``id`` and creation time, and may return
         None for an entry that is no message. An entry without id or time is skipped, and
         logged by ``what`` ("a thread of conversation 5"), never by its content: one unusable
-        entry must not hide the rest of the conversation.
+        entry must not hide the rest of the conversation. ``read_id``/``read_time`` read the
+        vendor's id and time forms (numeric ids and ISO times unless told otherwise).
         """
         messages: list[Message] = []
         for item in items:
             entry = as_dict(item)
-            entry_id, created_at = numeric_id(entry.get("id")), parse_time(entry.get(time_key))
+            entry_id, created_at = read_id(entry.get("id")), read_time(entry.get(time_key))
             if entry_id is None or created_at is None:
                 self.log.warning("%s: skipped %s without id or time", self.name, what)
             elif (message := build(entry, entry_id, created_at)) is not None:

@@ -69,3 +69,34 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+_PREFIXED = re.compile(r"[a-z]{2,8}_[0-9a-z]{1,40}")
+
+
+def prefixed_id(value: Any, prefix: str | None = None) -> str | None:
+    """A vendor id made of a type prefix and a token (Front's ``cnv_55c8c149``), or None for
+    anything else; with ``prefix``, only ids of that type (``"cnv"``) are accepted."""
+    if not isinstance(value, str) or not _PREFIXED.fullmatch(value):
+        return None
+    return value if prefix is None or value.startswith(prefix + "_") else None
+
+
+def path_id(value: str, prefix: str) -> str:
+    """A prefixed id fit for a URL path; anything else names no object of that type (and
+    could not be put in a path safely), so it is NotFound like an unknown id."""
+    found = prefixed_id(value, prefix)
+    if found is None:
+        raise NotFound(f"{value!r} is not a {prefix}_ id of this helpdesk")
+    return found
+
+
+def unix_time(value: Any) -> datetime | None:
+    """A UNIX timestamp in seconds (a fraction allowed) as aware UTC; None when missing,
+    negative or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    try:
+        return datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None

@@ -32,6 +32,11 @@ from werkzeug.routing import Map, Rule
 log = logging.getLogger(__name__)
 
 
+TicketRef = int | str
+"""A ticket or message id in the play API: a number for most helpdesks, the vendor's own text
+id for those that have no numbers (Front)."""
+
+
 @dataclass
 class SimRequest:
     method: str
@@ -118,7 +123,7 @@ class Simulator:
                 Rule("/_sim/faults", endpoint="_sim_faults", methods=["POST", "DELETE"]),
                 Rule("/_sim/state", endpoint="_sim_state", methods=["GET"]),
                 Rule("/_sim/tickets", endpoint="_sim_tickets", methods=["POST"]),
-                Rule("/_sim/tickets/<int:ticket_id>/<any(customer_reply, agent_reply, resolve)"
+                Rule("/_sim/tickets/<ticket_id>/<any(customer_reply, agent_reply, resolve)"
                      ":action>", endpoint="_sim_ticket", methods=["POST"]),
             ],
             strict_slashes=False,
@@ -294,8 +299,14 @@ class Simulator:
             str(spec.get("customer") or "Sandbox Customer"),
             str(spec.get("subject") or spec["body"][:60]), spec["body"])})
 
-    def _control_ticket(self, request: SimRequest, ticket_id: int, action: str) -> SimResponse:
-        """``POST /_sim/tickets/<id>/customer_reply|agent_reply`` {"body"}, or ``.../resolve``."""
+    def _control_ticket(self, request: SimRequest, ticket_id: str | int, action: str
+                        ) -> SimResponse:
+        """``POST /_sim/tickets/<id>/customer_reply|agent_reply`` {"body"}, or ``.../resolve``.
+
+        Most helpdesks number their tickets, so a numeric id is passed on as a number; others
+        (Front's ``cnv_55c8c149``) get their id as it is."""
+        if isinstance(ticket_id, str) and ticket_id.isdigit():
+            ticket_id = int(ticket_id)
         spec = request.json() or {}
         if not isinstance(spec, dict):
             return SimResponse(400, {"error": "send a JSON object"})
@@ -328,19 +339,19 @@ class Simulator:
             return SimResponse(409, {"error": str(exc)})
 
     # ----- the play API (helpdesk simulators implement it; used by connector sandbox) ---------
-    def seed_ticket(self, customer: str, subject: str, body: str) -> int:
+    def seed_ticket(self, customer: str, subject: str, body: str) -> TicketRef:
         """A new customer (named ``customer``) opens a ticket; returns the ticket id."""
         raise NotImplementedError
 
-    def customer_reply(self, ticket_id: int, body: str) -> int:
+    def customer_reply(self, ticket_id: TicketRef, body: str) -> TicketRef:
         """The ticket's customer writes again (public, as by mail); returns the message id."""
         raise NotImplementedError
 
-    def agent_reply(self, ticket_id: int, body: str) -> int:
+    def agent_reply(self, ticket_id: TicketRef, body: str) -> TicketRef:
         """An agent answers the customer in public; returns the message id."""
         raise NotImplementedError
 
-    def resolve(self, ticket_id: int) -> None:
+    def resolve(self, ticket_id: TicketRef) -> None:
         """Mark the ticket as its helpdesk's solved/resolved/closed state."""
         raise NotImplementedError
 
