@@ -284,19 +284,21 @@ class Adapter(ABC):
         return found
 
     def read_entries(
-        self, items: Iterable[Any], what: str, build: EntryReader, *, time_key: str = "created_at"
+        self, items: Iterable[Any], what: str, build: EntryReader, *, time_key: str = "created_at",
+        read_time: Callable[[Any], datetime | None] = parse_time,
     ) -> list[Message]:
         """The messages ``build`` makes of a conversation's entries, in the vendor's order.
 
         ``build`` gets each entry as a dict with its ``id`` and creation time, and may return
         None for an entry that is no message. An entry without id or time is skipped, and
         logged by ``what`` ("a thread of conversation 5"), never by its content: one unusable
-        entry must not hide the rest of the conversation.
+        entry must not hide the rest of the conversation. ``read_time`` reads the time (ISO-8601
+        unless the vendor writes Unix seconds).
         """
         messages: list[Message] = []
         for item in items:
             entry = as_dict(item)
-            entry_id, created_at = numeric_id(entry.get("id")), parse_time(entry.get(time_key))
+            entry_id, created_at = numeric_id(entry.get("id")), read_time(entry.get(time_key))
             if entry_id is None or created_at is None:
                 self.log.warning("%s: skipped %s without id or time", self.name, what)
             elif (message := build(entry, entry_id, created_at)) is not None:
@@ -310,16 +312,26 @@ class Adapter(ABC):
             name=self.name,
             timeouts=Timeouts(connect=5.0, read=self.settings.timeout),
             retry=RetryPolicy(),
+            headers=self.api_headers(),
             auth_headers=self.auth_headers,
             on_auth_failure=self.refresh_credentials,
-            retry_after_from=header_retry_after(self.retry_after_header)
-            if self.retry_after_header else None,
+            retry_after_from=self.wait_hint(),
             observer=observer,
             rate_families=self.rate_families,
         )
 
     def api_base(self) -> str:
         return self.settings.url
+
+    def api_headers(self) -> dict[str, str]:
+        """Headers every API request carries besides authentication: a vendor whose answers
+        change with a version header (Intercom) gets the one the adapter was written for."""
+        return {}
+
+    def wait_hint(self) -> Callable[[Mapping[str, str]], float | None] | None:
+        """How a 429 without ``Retry-After`` says how long to wait: by default the seconds in
+        ``retry_after_header``; a vendor that sends a reset time instead overrides this."""
+        return header_retry_after(self.retry_after_header) if self.retry_after_header else None
 
     def use_oauth(self, grant: OAuthGrant, vendor: str) -> None:
         """Authenticate with OAuth access tokens from ``grant`` at ``settings.url``. They are
@@ -328,9 +340,7 @@ class Adapter(ABC):
         http = HttpClient(
             self.settings.url, name=self.name,
             timeouts=Timeouts(connect=5.0, read=self.settings.timeout), retry=RetryPolicy(),
-            retry_after_from=header_retry_after(self.retry_after_header)
-            if self.retry_after_header else None,
-            observer=self._observer,
+            retry_after_from=self.wait_hint(), observer=self._observer,
         )
         self.tokens = OAuthTokens(grant, http, vendor=vendor,
                                   key_path=f"{self.settings.key_path}.auth",

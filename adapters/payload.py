@@ -69,3 +69,14 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def unix_time(value: Any) -> datetime | None:
+    """Unix seconds (Intercom writes every time so) as aware UTC; None when missing, not a
+    number, or out of any plausible range."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None

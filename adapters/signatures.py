@@ -91,7 +91,8 @@ class HelpScoutSignature:
 
 @dataclass(frozen=True)
 class HubSignatureSha1:
-    """``X-Hub-Signature: sha1=<hex HMAC-SHA1(secret, body)>`` (Zammad's "signature token")."""
+    """``X-Hub-Signature: sha1=<hex HMAC-SHA1(secret, body)>`` (Zammad's "signature token",
+    Intercom's app client secret)."""
 
     def verify(self, secret: bytes, headers: Mapping[str, str], body: bytes) -> bool:
         expected = "sha1=" + _hmac(secret, body, hashlib.sha1).hex()
@@ -120,6 +121,7 @@ SCHEMES: dict[str, Callable[[], WebhookScheme]] = {
     "zendesk-hmac-sha256": ZendeskSignature,
     "helpscout-hmac-sha1": HelpScoutSignature,
     "zammad-hmac-sha1": HubSignatureSha1,
+    "intercom-hmac-sha1": HubSignatureSha1,
     "shared-secret-header": SharedSecretHeader,
 }
 
