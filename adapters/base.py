@@ -120,6 +120,9 @@ class Capabilities:
 
     drafts: bool  # True: real drafts an agent sends; False: internal notes
     webhook: str | None = None  # the push-signature scheme, when the helpdesk has one
+    notes_because: str | None = None
+    """Why an adapter writes notes, when that is the helpdesk's limit rather than a choice
+    (shown by ``connector adapters``, so nobody looks for a draft setting that cannot exist)."""
 
 
 class DraftOverride(BaseModel):

@@ -60,7 +60,8 @@ class IntercomAdapter(ReplayAdapter):
     """
 
     type_name = "intercom"
-    capabilities = Capabilities(drafts=False, webhook="intercom-hmac-sha1")
+    capabilities = Capabilities(drafts=False, webhook="intercom-hmac-sha1",
+                                notes_because="Intercom's API has no reply drafts")
     settings_model = IntercomSettings
     simulator = "adapters.intercom.simulator:IntercomSimulator"
     feed_order = FeedOrder.UNORDERED

@@ -101,16 +101,25 @@ class IntercomSimulator(Simulator):
     def state(self) -> dict[str, Any]:
         return {"notes": self.notes_by_bot()}
 
-    def send_webhook(self, url: str, secret: str, topic: str, conversation_id: str) -> int:
-        """Deliver a signed notification as Intercom would (``X-Hub-Signature: sha1=``)."""
+    def signed_notification(
+        self, secret: str, conversation_id: str | int, topic: str = "conversation.user.replied"
+    ) -> tuple[bytes, dict[str, str]]:
+        """A notification about the conversation and its headers, signed as Intercom signs:
+        ``X-Hub-Signature: sha1=<hex HMAC-SHA1 of the body>`` keyed with the app's secret."""
         body = json.dumps({
             "type": "notification_event", "id": "notif_" + secrets.token_hex(8),
             "topic": topic, "app_id": "simapp", "created_at": self.workspace.now(),
             "data": {"type": "notification_event_data",
-                     "item": {"type": "conversation", "id": conversation_id}},
+                     "item": {"type": "conversation", "id": str(conversation_id)}},
         }).encode()
         digest = hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
-        return post_webhook(url, body, {"X-Hub-Signature": f"sha1={digest}"})
+        return body, {"X-Hub-Signature": f"sha1={digest}"}
+
+    def send_webhook(self, url: str, secret: str, conversation_id: str | int,
+                     topic: str = "conversation.user.replied") -> int:
+        """Deliver a signed notification to ``url``; returns the status it got."""
+        body, headers = self.signed_notification(secret, conversation_id, topic)
+        return post_webhook(url, body, headers)
 
     # ----- the play API (connector sandbox) --------------------------------------------------
     def seed_ticket(self, customer: str, subject: str, body: str) -> int:
