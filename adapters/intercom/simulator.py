@@ -74,6 +74,7 @@ class IntercomSimulator(Simulator):
         self.token = "ic-" + secrets.token_hex(16)
         self._tokens: dict[str, str] = {self.token: self.bot_admin_id}
         self._window: tuple[int, int] = (0, 0)  # (window start, calls in it)
+        self.lose_answers = 0  # replies written whose answer is then lost (connection dropped)
 
     # ----- set-up and inspection --------------------------------------------------------------
     def adapter_config(self) -> dict[str, Any]:
@@ -234,7 +235,11 @@ class IntercomSimulator(Simulator):
                 return found
             return SimResponse(200, self.workspace.full(self.workspace.conversations[found]))
 
-    def handle_conversation_reply(self, request: SimRequest, conversation_id: str) -> SimResponse:
+    def handle_conversation_reply(
+        self, request: SimRequest, conversation_id: str
+    ) -> SimResponse | None:
+        """A note or comment; with ``lose_answers`` the write happens and the answer is lost,
+        as when a connection breaks after Intercom acted."""
         with self.lock:
             found = self._conversation(request, conversation_id)
             if isinstance(found, SimResponse):
@@ -251,6 +256,9 @@ class IntercomSimulator(Simulator):
                 return error(400, "parameter_invalid", "body is required")
             self.workspace.add_part(found, author.id, spec["message_type"], spec["body"],
                                     html=True)
+            if self.lose_answers > 0:
+                self.lose_answers -= 1
+                return None
             return SimResponse(200, self.workspace.full(self.workspace.conversations[found]))
 
     def _conversation(self, request: SimRequest, conversation_id: str) -> str | SimResponse:
