@@ -15,7 +15,8 @@ ROOT = Path(__file__).parent.parent
 
 CORE = "connector.core"
 ADAPTERS = "adapters"
-SIMULATORS = "simulators"  # adapters.simulation and every adapters.<type>.simulator
+SIMULATORS = "simulators"  # adapters.simulation, every adapters.<type>.simulator (module or
+# package, with its submodules)
 # Layer name -> the layers it may import. The package root (``connector``: its version) is
 # open to everyone.
 ALLOWED: dict[str, set[str]] = {
@@ -40,8 +41,8 @@ SHARED_WITH_SIMULATORS = ("adapters.text", "adapters.signatures")
 
 def layer_of(module: str) -> str | None:
     """The layer a dotted module name belongs to; None for the package root and outsiders."""
-    if module == "adapters.simulation" or (module.startswith("adapters.")
-                                           and module.endswith(".simulator")):
+    if module == "adapters.simulation" or (module.startswith("adapters.") and (
+            module.endswith(".simulator") or ".simulator." in module)):
         return SIMULATORS
     if module in SHARED_WITH_SIMULATORS:
         return "adapters.shared"
@@ -123,6 +124,8 @@ def test_a_forbidden_import_is_caught(tmp_path: Path) -> None:
 
 def test_layers_of_known_modules() -> None:
     assert layer_of("adapters.zendesk.simulator") == SIMULATORS
+    assert layer_of("adapters.intercom.simulator.search") == SIMULATORS  # a simulator package
+    assert layer_of("adapters.intercom.search") == ADAPTERS
     assert layer_of("adapters.zendesk.adapter") == ADAPTERS
     assert layer_of("connector.core.http") == CORE
     assert layer_of("connector.engine.turns") == "connector.engine"

@@ -10,7 +10,7 @@ docs/adapters/intercom.md):
   answers in the app's default version, whose shapes the adapter was not written for, so the
   simulator refuses the call (400 ``intercom_version_invalid``) instead of guessing.
 - Conversation search: the query language, day-precision dates and paging of
-  ``adapters.intercom.search``; results in id order, never by ``updated_at``; no parts.
+  ``adapters.intercom.simulator.search``; results in id order, never by ``updated_at``; no parts.
 - A read returns the 500 most recent parts; unknown or deleted conversations are 404
   ``not_found``, restricted ones 403.
 - Replies: ``message_type`` ``note`` or ``comment`` with ``type: admin`` and an existing
@@ -31,13 +31,13 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from adapters.intercom.search import (
+from adapters.intercom.simulator.search import (
     QueryError,
     compile_query,
     cursor_after,
     page_request,
 )
-from adapters.intercom.workspace import Workspace
+from adapters.intercom.simulator.workspace import Workspace
 from adapters.signatures import post_webhook
 from adapters.simulation import SimRequest, SimResponse, Simulator
 

@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from adapters.intercom.workspace import Conversation
+from adapters.intercom.simulator.workspace import Conversation
 
 MAX_PER_PAGE = 150
 DEFAULT_PER_PAGE = 20
