@@ -19,9 +19,12 @@ from sqlmodel import Session, select
 from support import API_KEY
 
 from adapters.intercom.simulator import IntercomSimulator
+from adapters.signatures import post_webhook
 from adapters.simulation import Fault
 from connector.cli import status
 from connector.config import parse_config
+from connector.daemon.ops import start_ops
+from connector.daemon.webhook_route import register_webhooks
 from connector.engine.runtime import Runtime
 from connector.store.models import Turn
 from connector.testing.uppzy_sim import UppzySimulator
@@ -76,8 +79,8 @@ def make_engine(tmp_path: Path, uppzy: UppzySimulator,
                 sim: IntercomSimulator) -> Iterator[Callable[..., Runtime]]:
     engines: list[Runtime] = []
 
-    def build() -> Runtime:
-        engine = Runtime(parse_config(config(tmp_path, uppzy, sim)))
+    def build(**adapter: Any) -> Runtime:
+        engine = Runtime(parse_config(config(tmp_path, uppzy, sim, **adapter)))
         engine.start()
         engines.append(engine)
         return engine
@@ -88,13 +91,15 @@ def make_engine(tmp_path: Path, uppzy: UppzySimulator,
         engine.db.dispose()
 
 
-def config(tmp_path: Path, uppzy: UppzySimulator, sim: IntercomSimulator) -> dict[str, Any]:
+def config(tmp_path: Path, uppzy: UppzySimulator, sim: IntercomSimulator,
+           **adapter: Any) -> dict[str, Any]:
     return {
         "uppzy": {"base_url": uppzy.base_url, "api_key": API_KEY, "site_id": "site-1",
                   "poll_interval": "0.3s", "answer_timeout": "30s"},
         "database": {"url": f"sqlite:///{tmp_path / 'connector.db'}"},
         "adapters": [{"name": "hd", "type": "intercom", **sim.adapter_config(),
-                      "poll_interval": "0.5s", "start_from": "10m", "page_size": 7}],
+                      "poll_interval": "0.5s", "start_from": "10m", "page_size": 7,
+                      **adapter}],
         "engine": {"tick": "0.1s", "workers": 6},
         "ops": {"listen": "127.0.0.1:0"},
     }
@@ -206,3 +211,35 @@ def test_a_revoked_token_pauses_the_adapter_with_a_clear_reason(
     [adapter] = report["adapters"]
     assert adapter["paused"] and "authentication failed" in adapter["pause_reason"]
     assert sim.token not in str(report)
+
+
+def test_a_signed_notification_has_the_conversation_read_at_once_and_a_forged_one_is_refused(
+    make_engine: Callable[..., Runtime], sim: IntercomSimulator, uppzy: UppzySimulator
+) -> None:
+    secret = "intercom-client-secret-for-tests"
+    desk = Desk(sim)
+    engine = make_engine(webhook_secret=secret, poll_interval="60s")
+    engine.poll("hd")  # the feed's start: from here on only the webhook says what changed
+    polls = sim.call_count("conversation_search")
+    ops = start_ops(engine, serve=True)
+    try:
+        assert register_webhooks(ops, engine) is not None
+        assert ops.server is not None
+        url = f"{ops.server.url}/webhooks/hd"
+        conversation = desk.open(1, "Is my parcel lost?")
+        reads = sim.call_count("conversation_show")
+        assert sim.send_webhook(url, "a-forged-secret-of-length", conversation) == 401
+        body, _headers = sim.signed_notification(secret, conversation)
+        assert post_webhook(url, body, {}) == 401  # unsigned
+        assert sim.call_count("conversation_show") == reads
+        assert sim.send_webhook(url, secret, conversation) == 202
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not desk.note_counts():
+            engine.dispatch()
+            engine.housekeeping()
+            time.sleep(0.1)
+        assert desk.note_counts() == {conversation: 1}
+        assert sim.call_count("conversation_search") == polls  # the webhook did it, no poll
+        assert uppzy.questions(f"hd-{conversation}") == ["Is my parcel lost?"]
+    finally:
+        ops.stop()
