@@ -168,6 +168,16 @@ def test_a_wrong_or_revoked_token_is_an_authentication_failure_without_the_token
     assert sim.call_count("conversation_search") == 1  # no retry of refused credentials
 
 
+def test_a_plan_without_api_access_is_a_refusal(
+    sim: IntercomSimulator, make_adapter: MakeAdapter
+) -> None:
+    sim.plan_restricted = True
+    with pytest.raises(PermissionDenied) as refused:
+        make_adapter().check()
+    assert "Active subscription needed" in str(refused.value)
+    assert sim.call_count("me") == 1
+
+
 # ----- the change feed ----------------------------------------------------------------------
 def test_search_asks_two_days_early_and_cuts_to_the_cursor_itself(
     sim: IntercomSimulator, make_adapter: MakeAdapter, people: dict[str, str]

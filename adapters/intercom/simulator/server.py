@@ -12,7 +12,8 @@ docs/adapters/intercom.md):
 - Conversation search: the query language, day-precision dates and paging of
   ``adapters.intercom.simulator.search``; results in id order, never by ``updated_at``; no parts.
 - A read returns the 500 most recent parts; unknown or deleted conversations are 404
-  ``not_found``, restricted ones 403.
+  ``not_found``, restricted ones 403; a workspace whose plan lacks API access
+  (``plan_restricted``) answers 403 ``api_plan_restricted`` to every call.
 - Replies: ``message_type`` ``note`` or ``comment`` with ``type: admin`` and an existing
   ``admin_id`` (404 ``admin_not_found`` otherwise); the answer is the whole conversation.
 - Every authenticated answer carries ``X-RateLimit-Limit``/``-Remaining``/``-Reset`` (a Unix
@@ -75,6 +76,7 @@ class IntercomSimulator(Simulator):
         self._tokens: dict[str, str] = {self.token: self.bot_admin_id}
         self._window: tuple[int, int] = (0, 0)  # (window start, calls in it)
         self.lose_answers = 0  # replies written whose answer is then lost (connection dropped)
+        self.plan_restricted = False  # the workspace's plan has no API access: 403 everywhere
 
     # ----- set-up and inspection --------------------------------------------------------------
     def adapter_config(self) -> dict[str, Any]:
@@ -172,6 +174,8 @@ class IntercomSimulator(Simulator):
         if request.headers.get("intercom-version") != API_VERSION:
             return error(400, "intercom_version_invalid",
                          f"this workspace speaks Intercom-Version {API_VERSION}; send it")
+        if self.plan_restricted:
+            return error(403, "api_plan_restricted", "Active subscription needed.")
         return self._count_call() or admin
 
     def _count_call(self) -> SimResponse | None:
