@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from adapters.base import Message, Role, Ticket, as_dict
-from adapters.payload import record_id, text_or_none, unix_time
+from adapters.payload import record_id, text_or_none, text_set, unix_time
 from adapters.text import body_text, clean_body
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ def read_ticket(raw: dict[str, Any], name: str) -> Ticket:
     contacts = as_dict(raw.get("contacts")).get("contacts")
     first_contact = as_dict(contacts[0]) if isinstance(contacts, list) and contacts else {}
     tags = as_dict(raw.get("tags")).get("tags")
+    tag_names = [as_dict(tag).get("name") for tag in tags] if isinstance(tags, list) else []
     return Ticket(
         external_id=record_id(raw, f"{name}: conversation"),
         status=state,
@@ -45,8 +46,7 @@ def read_ticket(raw: dict[str, Any], name: str) -> Ticket:
         requester_email=text_or_none(author.get("email"))
         if author.get("type") in CUSTOMER_AUTHORS else None,
         channel=text_or_none(source.get("type")),
-        tags=frozenset(name for tag in tags if isinstance(name := as_dict(tag).get("name"), str))
-        if isinstance(tags, list) else frozenset(),
+        tags=text_set(tag_names),
     )
 
 
