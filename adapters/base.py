@@ -120,6 +120,9 @@ class Capabilities:
 
     drafts: bool  # True: real drafts an agent sends; False: internal notes
     webhook: str | None = None  # the push-signature scheme, when the helpdesk has one
+    notes_because: str | None = None
+    """Why an adapter writes notes, when that is the helpdesk's limit rather than a choice
+    (shown by ``connector adapters``, so nobody looks for a draft setting that cannot exist)."""
 
 
 class DraftOverride(BaseModel):
@@ -313,16 +316,26 @@ class Adapter(ABC):
             name=self.name,
             timeouts=Timeouts(connect=5.0, read=self.settings.timeout),
             retry=RetryPolicy(),
+            headers=self.api_headers(),
             auth_headers=self.auth_headers,
             on_auth_failure=self.refresh_credentials,
-            retry_after_from=header_retry_after(self.retry_after_header)
-            if self.retry_after_header else None,
+            retry_after_from=self.wait_hint(),
             observer=observer,
             rate_families=self.rate_families,
         )
 
     def api_base(self) -> str:
         return self.settings.url
+
+    def api_headers(self) -> dict[str, str]:
+        """Headers every API request carries besides authentication: a vendor whose answers
+        change with a version header (Intercom) gets the one the adapter was written for."""
+        return {}
+
+    def wait_hint(self) -> Callable[[Mapping[str, str]], float | None] | None:
+        """How a 429 without ``Retry-After`` says how long to wait: by default the seconds in
+        ``retry_after_header``; a vendor that sends a reset time instead overrides this."""
+        return header_retry_after(self.retry_after_header) if self.retry_after_header else None
 
     def use_oauth(self, grant: OAuthGrant, vendor: str, token_url: str | None = None) -> None:
         """Authenticate with OAuth access tokens from ``grant`` at ``token_url`` (default:
@@ -332,9 +345,7 @@ class Adapter(ABC):
         http = HttpClient(
             token_url or self.settings.url, name=self.name,
             timeouts=Timeouts(connect=5.0, read=self.settings.timeout), retry=RetryPolicy(),
-            retry_after_from=header_retry_after(self.retry_after_header)
-            if self.retry_after_header else None,
-            observer=self._observer,
+            retry_after_from=self.wait_hint(), observer=self._observer,
         )
         self.tokens = OAuthTokens(grant, http, vendor=vendor,
                                   key_path=f"{self.settings.key_path}.auth",

@@ -113,7 +113,8 @@ class HelpScoutSignature:
 
 @dataclass(frozen=True)
 class HubSignatureSha1:
-    """``X-Hub-Signature: sha1=<hex HMAC-SHA1(secret, body)>`` (Zammad's "signature token")."""
+    """``X-Hub-Signature: sha1=<hex HMAC-SHA1(secret, body)>`` (Zammad's "signature token",
+    Intercom's app client secret)."""
 
     def verify(self, secret: bytes, headers: Mapping[str, str], body: bytes) -> bool:
         expected = "sha1=" + _hmac(secret, body, hashlib.sha1).hex()
@@ -154,6 +155,7 @@ SCHEMES: dict[str, Callable[[], WebhookScheme]] = {
     "front-hmac-sha256": FrontAppSignature,
     "zammad-hmac-sha1": HubSignatureSha1,
     "hub-hmac-sha256": HubSignatureSha256,
+    "intercom-hmac-sha1": HubSignatureSha1,
     "shared-secret-header": SharedSecretHeader,
 }
 

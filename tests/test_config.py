@@ -153,12 +153,13 @@ def test_config_example_documents_a_valid_config(
 ):
     for key in ("UPPZY_API_KEY", "UPPZY_SITE_ID", "ZENDESK_CLIENT_SECRET", "RT_TOKEN",
                 "HELPSCOUT_APP_ID", "HELPSCOUT_APP_SECRET", "FRESHDESK_API_KEY", "ZAMMAD_TOKEN",
-                "DJHD_TOKEN", "JSM_API_TOKEN", "FRONT_API_TOKEN"):
+                "DJHD_TOKEN", "JSM_API_TOKEN", "FRONT_API_TOKEN", "INTERCOM_TOKEN"):
         monkeypatch.setenv(key, "value-for-test")
     example = Path(__file__).parent.parent / "config.example.yaml"
     config = load_config(example)
     assert [a.type for a in config.adapters] == ["zendesk", "rt", "helpscout", "freshdesk",
-                                                 "zammad", "django_helpdesk", "jsm", "front"]
+                                                 "zammad", "django_helpdesk", "jsm", "front",
+                                                 "intercom"]
     assert config.notifications == []  # shipped commented out: nothing is sent by default
     assert config.retention == 30 * 86400
     # The commented receiver is documentation: uncommented, it must be a valid config too.

@@ -124,6 +124,8 @@ def test_a_forbidden_import_is_caught(tmp_path: Path) -> None:
 def test_layers_of_known_modules() -> None:
     assert layer_of("adapters.zendesk.simulator") == SIMULATORS
     assert layer_of("adapters.zendesk.simulator.tickets") == SIMULATORS
+    assert layer_of("adapters.intercom.simulator.search") == SIMULATORS  # a simulator package
+    assert layer_of("adapters.intercom.search") == ADAPTERS
     assert layer_of("adapters.zendesk.adapter") == ADAPTERS
     assert layer_of("connector.core.http") == CORE
     assert layer_of("connector.engine.turns") == "connector.engine"

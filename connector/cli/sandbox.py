@@ -38,8 +38,10 @@ def adapters_command(
                           Text(str(entry.error), style="red"), "", "")
             continue
         caps = entry.cls.capabilities
-        table.add_row(name, entry.distribution, entry.version,
-                      "drafts" if caps.drafts else "internal notes", caps.webhook or "-",
+        writes = "drafts" if caps.drafts else "internal notes"
+        if caps.notes_because:
+            writes = f"{writes} ({caps.notes_because})"
+        table.add_row(name, entry.distribution, entry.version, writes, caps.webhook or "-",
                       "yes" if entry.cls.simulator else "-")
     out.print(table)
 
@@ -51,6 +53,7 @@ def _adapter_entry(name: str, entry) -> dict[str, object]:  # type: ignore[no-un
         return {**row, "error": str(entry.error)}
     caps = entry.cls.capabilities
     return {**row, "writes": "drafts" if caps.drafts else "internal notes",
+            "notes_because": caps.notes_because,
             "webhooks": caps.webhook, "simulator": bool(entry.cls.simulator)}
 
 
