@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -14,6 +15,20 @@ T = TypeVar("T")
 
 API_KEY = "uppzy-test-key-5f1c9e"
 ZD_TOKEN = "zd-api-token-77aa31"
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str,
+             every: float = 0.1) -> None:
+    """Wait until ``condition()`` holds; fail naming ``what`` after ``timeout`` seconds.
+
+    The one wait of the suite: a bound on background work, never a speed assertion (the
+    machines are shared), so timeouts are generous and the failure says what never came."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def config_dict(

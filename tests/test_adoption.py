@@ -10,12 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
-from support import config_dict
+from support import config_dict, wait_for
 
 from adapters.zendesk.simulator import ZendeskSimulator
 from connector.testing.uppzy_sim import UppzySimulator
@@ -25,15 +24,6 @@ GREETING = "Hi there, thanks a lot for your patience while we looked into this f
 UNRELATED = "We have passed this to our billing team, who will write to you by Friday."
 SCORES = {"used": 0.92, "edited": 0.75, "discarded": 0.55, "silent": 0.85, "tagged": 0.55}
 COUNTS = {"used": 15, "edited": 10, "discarded": 10, "silent": 5, "tagged": 3}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support import API_KEY, ZD_TOKEN
+from support import API_KEY, ZD_TOKEN, wait_for
 
 from adapters.simulation import Fault
 from adapters.zendesk.simulator import ZendeskSimulator
@@ -47,15 +47,6 @@ def start_daemon(config: Path, log: Path, *args: str, level: str = "info") -> su
 
 def notes(zendesk: ZendeskSimulator) -> Counter[int]:
     return Counter(n["ticket_id"] for n in zendesk.notes_by(zendesk.bot_user_id))
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> int:

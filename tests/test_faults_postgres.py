@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support import wait_for
 from test_faults import FAST, drive
 from test_pipeline import notes_per_ticket, turns
 from test_postgres import (  # noqa: F401  (pg_url: a fixture)
@@ -22,7 +23,6 @@ from test_postgres import (  # noqa: F401  (pg_url: a fixture)
     pg_url,
     start,
     stop_gracefully,
-    wait_for,
     write_config,
 )
 

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 from sqlmodel import Session, select
-from support import config_dict
+from support import config_dict, wait_for
 
 from adapters.zendesk.simulator import ZendeskSimulator
 from connector.config import parse_config
@@ -137,15 +137,6 @@ def write_config(tmp_path: Path, data: dict) -> Path:
     path = tmp_path / "pg.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-def wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def posted_per_ticket(url: str) -> Counter[int]:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import pytest
 import yaml
 from rt_fixture import AGENT, RTServer, RTUser
 from sqlmodel import Session, select
-from support import API_KEY
+from support import API_KEY, wait_for
 
 from connector.config import parse_config
 from connector.engine.runtime import Runtime
@@ -233,15 +233,6 @@ def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "connector", "run", "--config", str(config), "--log-level", "info"],
         stdout=subprocess.DEVNULL, stderr=log.open("ab"), stdin=subprocess.DEVNULL,
     )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def test_sigkill_and_restart_on_rt_loses_no_turn_and_posts_nothing_twice(

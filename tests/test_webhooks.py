@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 from sqlmodel import select
-from support import API_KEY
+from support import API_KEY, wait_for
 
 from adapters.base import Adapter
 from adapters.freshdesk.adapter import FreshdeskAdapter, FreshdeskSettings
@@ -154,15 +154,6 @@ def make_stack(tmp_path: Path, uppzy: UppzySimulator) -> Iterator[Callable[..., 
         sim.stop()
 
 
-def wait_for(condition: Callable[[], object], timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return bool(condition())
-
-
 def read_back(stack: Stack, ticket: int) -> bool:
     """Whether the engine has read the ticket's conversation since it was marked."""
     record = stack.record(ticket)
@@ -182,7 +173,7 @@ def test_a_signed_webhook_marks_the_ticket_and_it_is_read_at_once(
 
     assert stack.sim.send_webhook(stack.url, SECRET, ticket) == 202
 
-    assert wait_for(lambda: read_back(stack, ticket))
+    wait_for(lambda: read_back(stack, ticket), WAIT, "the pushed ticket to be read")
     assert stack.sim.call_count(vendor.read_endpoint) >= 1
     assert stack.polls == []  # the read came from the webhook: the engine never polled
 
@@ -247,13 +238,14 @@ def test_a_redelivered_webhook_is_processed_once(
     ticket = vendor.new_ticket(stack.sim)
 
     assert stack.sim.send_webhook(stack.url, SECRET, ticket, **redeliver) == 202
-    assert wait_for(lambda: read_back(stack, ticket))
+    wait_for(lambda: read_back(stack, ticket), WAIT, "the pushed ticket to be read")
     assert stack.sim.send_webhook(stack.url, SECRET, ticket, **redeliver) == 200
 
     record = stack.record(ticket)
     assert record is not None and record.change_seq == 1 and not record.needs_sync
     assert stack.sim.send_webhook(stack.url, SECRET, ticket) == 202  # a new delivery counts
-    assert wait_for(lambda: (r := stack.record(ticket)) is not None and r.change_seq == 2)
+    wait_for(lambda: (r := stack.record(ticket)) is not None and r.change_seq == 2, WAIT,
+             "the second push to mark the ticket again")
 
 
 def test_an_oversized_body_gets_413_unread(make_stack: Callable[..., Stack]):
@@ -312,12 +304,12 @@ def test_a_webhook_gets_the_draft_posted_long_before_the_next_poll(
     runner = threading.Thread(target=daemon.run, name="daemon", daemon=True)
     runner.start()
     try:
-        assert wait_for(lambda: "poll_ok" in stack.polls)  # the first poll runs at start
+        wait_for(lambda: "poll_ok" in stack.polls, WAIT, "the first poll, at start")
         first_poll = time.monotonic()
         ticket = vendor.new_ticket(stack.sim)  # after the poll: only the webhook can tell
 
         assert stack.sim.send_webhook(stack.url, SECRET, ticket) == 202
-        assert wait_for(lambda: vendor.posts(stack.sim, ticket))
+        wait_for(lambda: vendor.posts(stack.sim, ticket), WAIT, "the draft on the pushed ticket")
 
         assert stack.polls == ["poll_ok"]  # posted with no second poll in between
         assert time.monotonic() - first_poll < stack.engine.adapters["hd"].settings.poll_interval
