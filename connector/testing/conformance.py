@@ -5,11 +5,12 @@ helpdesk only through a ``HelpdeskDriver``: a small object that plays the people
 (customer, agent, automation) on a simulator or a real server, and can make the helpdesk
 misbehave. A third-party adapter gets the same proof by writing one driver.
 
-Finding drivers: an adapter package that ships a simulator also ships ``adapters/<type>/driver.py``
-with a context manager ``open_driver()`` that starts its simulator, yields a ``HelpdeskDriver`` and
-stops everything on exit (so the suite can also be pointed at a staging account by a driver that
-talks to a real helpdesk). ``tests/conformance`` imports every such module it finds; drivers for
-helpdesks that need a real server (Request Tracker) live with the tests.
+Finding drivers: a simulator-backed driver is ``connector/testing/drivers/<type>.py`` with a
+context manager ``open_driver()`` that starts its simulator, yields a ``HelpdeskDriver`` and
+stops everything on exit (a driver that talks to a staging account works the same way).
+``tests/conformance`` runs every such module it finds; drivers for helpdesks that need a real
+server (Request Tracker, django-helpdesk) live with the tests. A third-party adapter runs the
+scenarios through the kit's pytest plugin (``connector.testing.pytest_plugin``).
 
 Scenarios are plain functions taking a driver; they raise ``AssertionError`` when the adapter is
 wrong and ``Unsupported`` when the helpdesk has no such thing. ``ADAPTER_SCENARIOS`` call the

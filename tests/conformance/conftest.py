@@ -19,7 +19,7 @@ from djhd_driver import open_djhd_driver
 from rt_driver import open_rt_driver
 
 import connector.testing.drivers
-from connector.testing.conformance import SCENARIOS, HelpdeskDriver
+from connector.testing.conformance import HelpdeskDriver
 
 RT = "rt"
 DJHD = "django_helpdesk"
@@ -42,8 +42,7 @@ DRIVER_NAMES = [*sorted(SIMULATOR_DRIVERS), RT, DJHD]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "scenario" in metafunc.fixturenames:
-        metafunc.parametrize("scenario", list(SCENARIOS))
+    """Every driver; the scenarios come from the kit's plugin (``conformance_scenario``)."""
     if "driver" in metafunc.fixturenames:
         metafunc.parametrize("driver", DRIVER_NAMES, indirect=True)
 
