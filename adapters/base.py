@@ -418,6 +418,11 @@ class Adapter(ABC):
         secret = secret_value(self.settings.webhook_secret).encode()
         return scheme is not None and bool(secret) and scheme.verify(secret, headers, body)
 
+    def webhook_challenge(self, headers: Mapping[str, str]) -> dict[str, str] | None:
+        """The answer to a signed setup request by which a vendor proves the URL before it saves
+        the webhook (Front); None for an ordinary delivery, and for vendors without one."""
+        return None
+
     def webhook_delivery_id(self, headers: Mapping[str, str]) -> str | None:
         """The vendor's id of this delivery, the same on its retries; None when it sends none."""
         return None

@@ -3,6 +3,9 @@ the ops listener verifies, marks the ticket and starts its re-read at once."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import http.client
 import json
 import logging
@@ -22,6 +25,7 @@ from support import API_KEY, wait_for
 from adapters.base import Adapter
 from adapters.freshdesk.adapter import FreshdeskAdapter, FreshdeskSettings
 from adapters.freshdesk.simulator import FreshdeskSimulator
+from adapters.front.simulator import FrontSimulator
 from adapters.helpscout.simulator import HelpScoutSimulator
 from adapters.signatures import (
     HelpScoutSignature,
@@ -320,6 +324,29 @@ def test_a_webhook_gets_the_draft_posted_long_before_the_next_poll(
 
 
 # ----- the schemes and payload parsers on their own ----------------------------------------------
+def test_a_signed_front_setup_challenge_is_echoed_and_an_unsigned_one_refused(
+    make_stack: Callable[..., Stack]
+):
+    """Front saves an application webhook only once the URL echoes the setup request's
+    ``X-Front-Challenge`` (dev.frontapp.com/docs/application-webhooks); the request is signed
+    like any event, so an unsigned one proves nothing and gets 401."""
+    stack = make_stack(Vendor("front", FrontSimulator, lambda sim: 0, lambda sim, t: [],
+                              "conversation_messages"))
+    body = json.dumps({"type": "sync", "authorization": {"id": "cmp_abc"}}).encode()
+    stamp = str(int(time.time() * 1000))
+    digest = hmac.new(SECRET.encode(), stamp.encode() + b":" + body, hashlib.sha256).digest()
+    headers = {"X-Front-Request-Timestamp": stamp, "X-Front-Challenge": "ch-7d2e91",
+               "X-Front-Signature": base64.b64encode(digest).decode(),
+               "Content-Type": "application/json"}
+
+    answer = requests.post(stack.url, data=body, headers=headers, timeout=10)
+    assert answer.status_code == 200 and answer.json() == {"challenge": "ch-7d2e91"}
+    unsigned = {k: v for k, v in headers.items() if k != "X-Front-Signature"}
+    refused = requests.post(stack.url, data=body, headers=unsigned, timeout=10)
+    assert refused.status_code == 401 and "ch-7d2e91" not in refused.text
+    assert stack.records() == []
+
+
 def test_scheme_names_match_the_adapters_capabilities():
     assert isinstance(scheme_for("zendesk-hmac-sha256"), ZendeskSignature)
     assert isinstance(scheme_for("helpscout-hmac-sha1"), HelpScoutSignature)

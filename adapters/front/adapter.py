@@ -145,6 +145,12 @@ class FrontAdapter(ReplayAdapter):
         return Posted(draft_id, "draft")
 
     # ----- webhooks --------------------------------------------------------------------------
+    def webhook_challenge(self, headers: Mapping[str, str]) -> dict[str, str] | None:
+        """Front saves an application webhook only once the URL has answered the signed setup
+        request's ``X-Front-Challenge``; the JSON form of the echo is the one we send."""
+        value = headers.get("x-front-challenge")
+        return {"challenge": value} if value else None
+
     def webhook_ticket_ids(self, headers: Mapping[str, str], body: bytes) -> list[str]:
         """The conversation an application-webhook event names; the setup ``sync`` request
         names none. Only a ``cnv_`` id is taken: the rest is re-read from the API."""

@@ -8,7 +8,7 @@ beyond the ticket id; the conversation is read back from the helpdesk's API.
 Outcomes: 404 for an adapter without a webhook (unknown, no scheme, or no ``webhook_secret``),
 401 for a bad signature (nothing processed), 400 for a signed body that names no ticket, 413
 for an oversized body (the ops server refuses it unread), 202 once the tickets are marked, and
-200 for a delivery seen before.
+200 for a delivery seen before or for a signed setup challenge (echoed as the vendor asks).
 """
 
 from __future__ import annotations
@@ -79,6 +79,10 @@ class WebhookReceiver:
         if not target.verify_webhook(request.headers, request.body):
             log.warning("webhook for adapter %s refused: missing or invalid signature", adapter)
             return self._answer(adapter, "refused", OpsResponse(401, "invalid signature\n"))
+        challenge = target.webhook_challenge(request.headers)
+        if challenge is not None:
+            log.info("webhook for adapter %s: setup challenge answered", adapter)
+            return self._answer(adapter, "challenge", OpsResponse(200, challenge))
         try:
             ids = target.webhook_ticket_ids(request.headers, request.body)
         except WebhookPayloadError as exc:
