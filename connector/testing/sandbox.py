@@ -23,7 +23,7 @@ import yaml
 from rich.console import Console
 
 from adapters.registry import installed
-from adapters.simulation import Simulator
+from adapters.simulation import Simulator, TicketRef
 from connector.core.errors import PortBusy, SandboxError
 from connector.testing.uppzy_sim import UppzySimulator
 
@@ -97,7 +97,7 @@ def _start(sim: S, name: str, base_port: int, started: list[Simulator]) -> S:
     return sim
 
 
-def seed(helpdesks: dict[str, Simulator], count: int) -> dict[str, list[int]]:
+def seed(helpdesks: dict[str, Simulator], count: int) -> dict[str, list[TicketRef]]:
     """``count`` tickets from new customers on each helpdesk, each with one question."""
     return {
         type_name: [sim.seed_ticket(*SEED[i % len(SEED)]) for i in range(count)]
@@ -135,7 +135,7 @@ def serve(base_port: int, console: Console, stop: threading.Event, seed_count: i
 
 
 def _print_intro(console: Console, uppzy: UppzySimulator, helpdesks: dict[str, Simulator],
-                 seeded: dict[str, list[int]], base_port: int) -> None:
+                 seeded: dict[str, list[TicketRef]], base_port: int) -> None:
     """Addresses, then the play commands, then the config last: everything from its heading
     to the "Faults:" line is YAML, so a script can cut it out."""
     def say(text: str = "") -> None:
@@ -156,7 +156,7 @@ def _print_intro(console: Console, uppzy: UppzySimulator, helpdesks: dict[str, S
 
 
 def _print_play(say: Callable[[str], None], helpdesks: dict[str, Simulator],
-                seeded: dict[str, list[int]], base_port: int) -> None:
+                seeded: dict[str, list[TicketRef]], base_port: int) -> None:
     name, sim = next(iter(helpdesks.items()))
     ticket = seeded[name][0] if seeded[name] else 1
     where = f"--helpdesk {name}" + ("" if base_port == DEFAULT_PORT else f" --port {base_port}")
