@@ -88,6 +88,33 @@ def test_a_database_cut_mid_step_leaves_no_turn_stuck(
         proxy.stop()
 
 
+def test_a_daemon_started_while_the_database_is_down_waits_for_it(
+    pg_url: str, tmp_path: Path, uppzy: UppzySimulator, zendesk: ZendeskSimulator,  # noqa: F811
+):
+    """The host boots before PostgreSQL, or a failover is under way: the daemon says so and
+    waits, then works. Exiting 2 (a setting to fix) would never be restarted by the unit."""
+    host, _, rest = pg_url.partition("@")[2].partition(":")
+    port = int(rest.split("/")[0])
+    proxy = TcpProxy(host, port).start()
+    proxy.cut()
+    url = pg_url.replace(f"@{host}:{port}/", f"@127.0.0.1:{proxy.port}/")
+    log = tmp_path / "daemon.log"
+    proc = start(write_config(tmp_path, pg_config(tmp_path, uppzy, zendesk, url)), log, "late")
+    try:
+        wait_for(lambda: "waiting for the database" in log.read_text(), 20, "the wait")
+        time.sleep(2.0)
+        assert proc.poll() is None, log.read_text()
+        assert "database.url: " in log.read_text() and "Traceback" not in log.read_text()
+        tid = zendesk.create_ticket(zendesk.add_user("C", "end-user", "c@example.org"), "Q?")
+        proxy.restore()
+        wait_for(lambda: notes_per_ticket(zendesk)[tid] == 1, 90, "the draft, database back")
+        assert stop_gracefully(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proxy.stop()
+
+
 def test_a_restart_under_the_same_instance_id_takes_its_claims_back_at_once(
     pg_url: str, engines, zendesk: ZendeskSimulator, uppzy: UppzySimulator  # noqa: F811
 ):

@@ -46,6 +46,12 @@ class DatabaseUnusable(ConnectorError):
         return f"{self.label}: {text.splitlines()[0] if text else text}"
 
 
+class DatabaseUnreachable(DatabaseUnusable):
+    """The database server did not answer (refused, reset, timed out, still starting): nothing
+    says the setting is wrong, so the daemon waits for it instead of exiting; a one-shot
+    command still stops here."""
+
+
 class SchemaBehind(DatabaseUnusable):
     """The database is older than this version: a read-only command never migrates it."""
 

@@ -8,10 +8,11 @@ flight) comes back as a ``Finished`` for the command to report.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from connector.config import Config
-from connector.core.errors import EXIT_AUTH, EXIT_OK, UppzyAccessError
+from connector.core.errors import EXIT_AUTH, EXIT_OK, DatabaseUnreachable, UppzyAccessError
 from connector.core.logs import tag_instance
 from connector.daemon.ops import Ops, start_ops
 from connector.daemon.scheduler import Daemon
@@ -21,6 +22,9 @@ from connector.store.pauses import paused
 from connector.store.probe import inspect_database
 
 log = logging.getLogger("connector")
+
+DATABASE_WAIT_MAX = 30.0
+"""Seconds between start-up attempts on a database server that does not answer, at most."""
 
 
 @dataclass
@@ -69,8 +73,25 @@ def run_once(config: Config) -> Finished:
     return Finished(fatal=runtime.fatal, paused=stuck if everything_paused else {})
 
 
+def wait_for_database(url: str, *, most: float = DATABASE_WAIT_MAX) -> None:
+    """Return once the database answers, waiting (1 s, doubling, at most ``most``) while its
+    server does not. The service unit does not restart exit 2, so exiting here would turn one
+    blip at start (a host booting before PostgreSQL, a failover) into a stopped connector; a
+    URL that cannot work is still raised at once, and SIGTERM still stops the wait."""
+    delay = 1.0
+    while True:
+        try:
+            inspect_database(url)
+            return
+        except DatabaseUnreachable as exc:
+            log.warning("%s; waiting for the database, next try in %.0f s", exc.headline(), delay)
+            time.sleep(delay)
+            delay = min(delay * 2, most)
+
+
 def run_until_stopped(config: Config) -> Finished:
     """The daemon: every job on its schedule until SIGINT/SIGTERM/SIGHUP or a fatal error."""
+    wait_for_database(config.database.url)
     runtime, ops = start(config, serve=True)
     daemon = Daemon(runtime, stale_check=ops.check_stale)
     daemon.install_signal_handlers()

@@ -15,9 +15,9 @@ from pathlib import Path
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, make_url, text
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
-from connector.core.errors import DatabaseUnusable
+from connector.core.errors import DatabaseUnreachable, DatabaseUnusable
 from connector.store.db import MIGRATIONS, current_revision, make_engine
 
 
@@ -56,7 +56,7 @@ def open_existing(url: str) -> Engine:
     if path is not None and not path.exists():
         raise DatabaseUnusable(f"no database at {path}: the daemon has not run with this "
                                "config yet (or database.url points elsewhere)")
-    return _engine(url)
+    return _engine(url, server=path is None)
 
 
 def inspect_database(url: str) -> DatabaseState:
@@ -68,7 +68,7 @@ def inspect_database(url: str) -> DatabaseState:
         if not folder.is_dir():
             raise DatabaseUnusable(f"the folder {folder} does not exist")
         return DatabaseState(False, None, head, os.access(folder, os.W_OK))
-    engine = _engine(url)
+    engine = _engine(url, server=path is None)
     try:
         revision = current_revision(engine)
         if path is not None:
@@ -78,7 +78,7 @@ def inspect_database(url: str) -> DatabaseState:
                 writable = bool(connection.execute(text(
                     "SELECT has_schema_privilege(current_schema(), 'CREATE')")).scalar())
     except SQLAlchemyError as exc:
-        raise DatabaseUnusable(_cause(exc)) from None
+        raise _unusable(exc, server=path is None) from None
     finally:
         engine.dispose()
     return DatabaseState(True, revision, head, writable)
@@ -95,14 +95,28 @@ def _checked_url(url: str) -> Path | None:
     return sqlite_path(url)
 
 
-def _engine(url: str) -> Engine:
+def _engine(url: str, *, server: bool) -> Engine:
     try:
         engine = make_engine(url)
         with engine.connect():
             pass
     except SQLAlchemyError as exc:
-        raise DatabaseUnusable(_cause(exc)) from None
+        raise _unusable(exc, server=server) from None
     return engine
+
+
+UNREACHABLE_STATES = {None, "57P03"}  # no answer at all; "cannot connect now" (starting up)
+
+
+def _unusable(exc: SQLAlchemyError, *, server: bool) -> DatabaseUnusable:
+    """The error for ``exc``: a database server that did not answer is ``DatabaseUnreachable``
+    (the driver gives no SQLSTATE when the connection itself failed, or 57P03 while the server
+    starts); a refused login, a missing database or a bad file is the setting's fault."""
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if server and isinstance(exc, OperationalError) and (
+            state in UNREACHABLE_STATES or str(state).startswith("08")):
+        return DatabaseUnreachable(_cause(exc))
+    return DatabaseUnusable(_cause(exc))
 
 
 def _scheme(url: str) -> str:
