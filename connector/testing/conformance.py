@@ -24,6 +24,7 @@ from connector.testing.helpdesk_driver import (
     PAGE_SIZE,
     REMOVALS,
     HelpdeskDriver,
+    SimulatorDriver,
     SimulatorRateLimits,
     Unsupported,
 )
@@ -32,7 +33,7 @@ from connector.testing.scenarios.engine import ENGINE_SCENARIOS
 
 __all__ = [
     "ADAPTER_SCENARIOS", "ENGINE_SCENARIOS", "PAGE_SIZE", "REMOVALS", "SCENARIOS",
-    "HelpdeskDriver", "SimulatorRateLimits", "Unsupported",
+    "HelpdeskDriver", "SimulatorDriver", "SimulatorRateLimits", "Unsupported",
 ]
 
 SCENARIOS = {**ADAPTER_SCENARIOS, **ENGINE_SCENARIOS}

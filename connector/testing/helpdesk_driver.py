@@ -36,6 +36,20 @@ class SimulatorRateLimits:
             return [call.at for call in self.sim.calls[self._calls_mark:]]
 
 
+class SimulatorDriver(SimulatorRateLimits):
+    """What a driver on a bundled simulator does the same way as the others: settings from the
+    simulator's own config, and wrong credentials made by replacing ``wrong_auth``'s keys."""
+
+    type_name: str
+    wrong_auth: dict[str, str]
+
+    def adapter_settings(self, name: str, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "type": self.type_name, **self.sim.adapter_config(), **extra}
+
+    def wrong_credentials(self, settings: dict[str, Any]) -> dict[str, Any]:
+        return {**settings, "auth": {**settings["auth"], **self.wrong_auth}}
+
+
 REMOVALS = ("deleted", "merged", "moved")
 
 

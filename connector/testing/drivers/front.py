@@ -7,19 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from adapters.front.simulator import FrontSimulator
 from adapters.text import html_to_text
-from connector.testing.conformance import SimulatorRateLimits, Unsupported
+from connector.testing.conformance import SimulatorDriver, Unsupported
 
 RATE_LIMIT_BODY = {"_error": {"status": 429, "title": "Too many requests",
                               "message": "Rate limit exceeded"}}
 
 
-class FrontDriver(SimulatorRateLimits):
+class FrontDriver(SimulatorDriver):
     """One customer, one human teammate, a rule's bot and the connector's teammate."""
 
+    wrong_auth = {"token": "not-the-token"}
     rate_limit_body = RATE_LIMIT_BODY
 
     type_name = "front"
@@ -27,12 +27,6 @@ class FrontDriver(SimulatorRateLimits):
 
     def __init__(self, sim: FrontSimulator) -> None:
         self.sim = sim
-
-    def adapter_settings(self, name: str, **extra: Any) -> dict[str, Any]:
-        return {"name": name, "type": self.type_name, **self.sim.adapter_config(), **extra}
-
-    def wrong_credentials(self, settings: dict[str, Any]) -> dict[str, Any]:
-        return {**settings, "auth": {"token": "not-the-token"}}
 
     def settle(self) -> None:
         """The simulator lists every event at once."""

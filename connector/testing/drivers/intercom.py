@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from adapters.intercom.simulator import IntercomSimulator
 from adapters.text import html_to_text
-from connector.testing.conformance import SimulatorRateLimits, Unsupported
+from connector.testing.conformance import SimulatorDriver, Unsupported
 
 
-class IntercomDriver(SimulatorRateLimits):
+class IntercomDriver(SimulatorDriver):
     """One contact, one human teammate and Fin on a simulated workspace."""
 
+    wrong_auth = {"access_token": "not-a-token"}
     rate_limit_body = {"type": "error.list", "errors": [
         {"code": "rate_limit_exceeded", "message": "Exceeded rate limit of 1667 in 10_seconds"}]}
 
@@ -29,12 +29,6 @@ class IntercomDriver(SimulatorRateLimits):
             self.contact = sim.workspace.add_contact("Carol Customer", "carol@example.org")
             self.agent = sim.workspace.add_admin("Agent Smith", "smith@example.com")
             self.fin = sim.workspace.add_admin("Fin", "fin@example.com", kind="bot")
-
-    def adapter_settings(self, name: str, **extra: Any) -> dict[str, Any]:
-        return {"name": name, "type": self.type_name, **self.sim.adapter_config(), **extra}
-
-    def wrong_credentials(self, settings: dict[str, Any]) -> dict[str, Any]:
-        return {**settings, "auth": {"access_token": "not-a-token"}}
 
     def settle(self) -> None:
         """The simulator's search sees every change at once."""

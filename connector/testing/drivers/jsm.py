@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from adapters.jsm.simulator import JsmSimulator
-from connector.testing.conformance import SimulatorRateLimits, Unsupported
+from connector.testing.conformance import SimulatorDriver, Unsupported
 
 RATE_LIMIT_BODY = {"errorMessages": ["Rate limit exceeded."], "errors": {}}
 
 
-class JsmDriver(SimulatorRateLimits):
+class JsmDriver(SimulatorDriver):
     """A portal customer, a human agent, Automation for Jira and the connector's own agent."""
 
+    wrong_auth = {"api_token": "not-the-token"}
     rate_limit_body = RATE_LIMIT_BODY
 
     type_name = "jsm"
@@ -29,12 +29,6 @@ class JsmDriver(SimulatorRateLimits):
         self.customer = sim.add_account("Carol Customer", "customer", "carol@example.org")
         self.agent = sim.add_account("Agent Smith", "atlassian", "smith@example.com", agent=True)
         self.automation = sim.add_account("Automation for Jira", "app", "automation@example.com")
-
-    def adapter_settings(self, name: str, **extra: Any) -> dict[str, Any]:
-        return {"name": name, "type": self.type_name, **self.sim.adapter_config(), **extra}
-
-    def wrong_credentials(self, settings: dict[str, Any]) -> dict[str, Any]:
-        return {**settings, "auth": {**settings["auth"], "api_token": "not-the-token"}}
 
     def settle(self) -> None:
         """The simulator indexes at once (it is built with ``index_lag=0``)."""

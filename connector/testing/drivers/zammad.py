@@ -11,14 +11,15 @@ from typing import Any
 
 from adapters.text import body_text
 from adapters.zammad.simulator import ZammadSimulator
-from connector.testing.conformance import SimulatorRateLimits, Unsupported
+from connector.testing.conformance import SimulatorDriver, Unsupported
 
 RATE_LIMIT_BODY = {"error": "Too Many Requests", "error_human": "Too Many Requests"}
 
 
-class ZammadDriver(SimulatorRateLimits):
+class ZammadDriver(SimulatorDriver):
     """One customer, one human agent and the connector's bot agent on a simulated instance."""
 
+    wrong_auth = {"token": "not-the-token"}
     rate_limit_body = RATE_LIMIT_BODY
 
     type_name = "zammad"
@@ -30,12 +31,6 @@ class ZammadDriver(SimulatorRateLimits):
         self.agent = sim.add_user("Agent Smith", "agent", "smith@example.com")
         self._solved_state: int | None = None
         self._hidden_group: int | None = None
-
-    def adapter_settings(self, name: str, **extra: Any) -> dict[str, Any]:
-        return {"name": name, "type": self.type_name, **self.sim.adapter_config(), **extra}
-
-    def wrong_credentials(self, settings: dict[str, Any]) -> dict[str, Any]:
-        return {**settings, "auth": {"token": "not-the-token"}}
 
     def settle(self) -> None:
         """Everything done so far reaches the search index, as it does after Zammad's lag."""

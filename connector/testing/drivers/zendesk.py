@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from adapters.zendesk.simulator import ZendeskSimulator
-from connector.testing.conformance import SimulatorRateLimits, Unsupported
+from connector.testing.conformance import SimulatorDriver, Unsupported
 
 RATE_LIMIT_BODY = {
     "error": "APIRateLimitExceeded",
@@ -18,9 +17,10 @@ RATE_LIMIT_BODY = {
 }
 
 
-class ZendeskDriver(SimulatorRateLimits):
+class ZendeskDriver(SimulatorDriver):
     """One customer, one human agent and the connector's bot agent on a simulated account."""
 
+    wrong_auth = {"api_token": "not-the-token"}
     rate_limit_body = RATE_LIMIT_BODY
 
     type_name = "zendesk"
@@ -31,12 +31,6 @@ class ZendeskDriver(SimulatorRateLimits):
         self.customer = sim.add_user("Carol Customer", "end-user", "carol@example.org")
         self.agent = sim.add_user("Agent Smith", "agent", "smith@example.com")
         self._solved_custom: int | None = None
-
-    def adapter_settings(self, name: str, **extra: Any) -> dict[str, Any]:
-        return {"name": name, "type": self.type_name, **self.sim.adapter_config(), **extra}
-
-    def wrong_credentials(self, settings: dict[str, Any]) -> dict[str, Any]:
-        return {**settings, "auth": {**settings["auth"], "api_token": "not-the-token"}}
 
     def settle(self) -> None:
         """The simulator exports at once (it is built with ``exclude_newest=0``)."""
