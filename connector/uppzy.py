@@ -172,16 +172,17 @@ class UppzyClient:
         resp = self.http.request(
             "POST", _site_path(site_id, "chat/feedback"), endpoint="feedback",
             json_body={"session_id": session_id, "request_id": request_id, "feedback": value},
-            headers=_JSON, idempotent=True,
+            headers=_JSON, idempotent=True, fenced=True,
         )
         return bool(_object(resp, "feedback").get("feedback_submitted_at"))
 
     def close_session(self, site_id: str, session_id: str) -> None:
-        """Close a conversation; documented as idempotent, so retried like a read."""
+        """Close a conversation. Sent once per fence (see ``HttpClient.request``); documented as
+        idempotent, so a repeat after a lost answer is harmless."""
         self.http.request(
             "POST", _site_path(site_id, "chat/session/close"), endpoint="session_close",
             json_body={"session_id": session_id}, headers=_JSON, idempotent=True,
-            expect_json=False,
+            expect_json=False, fenced=True,
         )
 
     def probe_site(self, site_id: str) -> int:

@@ -452,19 +452,37 @@ def test_long_retry_after_raises_without_sleeping(client: UppzyClient, sim: Uppz
     assert sim.call_count("chat_status") == 1
 
 
-@pytest.mark.parametrize("endpoint", ["chat_status", "feedback", "session_close"])
-def test_5xx_on_idempotent_calls_is_retried(
-    client: UppzyClient, sim: UppzySimulator, endpoint: str,
-) -> None:
+def test_5xx_on_idempotent_calls_is_retried(client: UppzyClient, sim: UppzySimulator) -> None:
     request_id = _completed(client)
-    sim.add_fault(Fault(endpoint=endpoint, status=503, times=2))
-    if endpoint == "chat_status":
-        assert client.status(SITE, request_id).done
-    elif endpoint == "feedback":
+    sim.add_fault(Fault(endpoint="chat_status", status=503, times=2))
+    assert client.status(SITE, request_id).done
+    assert [c.status for c in sim.calls if c.endpoint == "chat_status"][-3:] == [503, 503, 200]
+
+
+@pytest.mark.parametrize("status", [503, 429])
+@pytest.mark.parametrize("endpoint", ["feedback", "session_close"])
+def test_fenced_side_effects_are_sent_once_and_never_wait_inline(
+    client: UppzyClient, sim: UppzySimulator, endpoint: str, status: int,
+) -> None:
+    """A close or a feedback is confirmed as ours right before it is sent; any inline wait
+    would let the claim expire and another instance send it too, so the error goes straight
+    back to the caller, whose own backoff claims and confirms again."""
+    request_id = _completed(client)
+    sim.add_fault(Fault(endpoint=endpoint, status=status, times=1, retry_after=0.05))
+    started = time.monotonic()
+    with pytest.raises((ServerError, RateLimited)):
+        if endpoint == "feedback":
+            client.feedback(SITE, "s-1", request_id, "good")
+        else:
+            client.close_session(SITE, "s-1")
+    assert time.monotonic() - started < 1.0
+    assert [c.status for c in sim.calls if c.endpoint == endpoint] == [status]
+    time.sleep(0.1)  # the 429's Retry-After (0.05 s) holds every call back until then
+    if endpoint == "feedback":  # the next claim sends it again, and then it goes through
         assert client.feedback(SITE, "s-1", request_id, "good") is True
     else:
         client.close_session(SITE, "s-1")
-    assert [c.status for c in sim.calls if c.endpoint == endpoint][-3:] == [503, 503, 200]
+    assert [c.status for c in sim.calls if c.endpoint == endpoint] == [status, 200]
 
 
 def test_5xx_retries_are_bounded(client: UppzyClient, sim: UppzySimulator) -> None:
@@ -663,7 +681,7 @@ def test_api_key_never_logged_nor_in_errors(
             call()
         except Exception as exc:
             errors.append(exc)
-    assert len(errors) == 4
+    assert len(errors) == 5  # the close's 429 too: a fenced call is sent once
     assert "***" in str(errors[0]) and "***" in str(errors[1])
     for exc in errors:
         assert KEY not in str(exc) and KEY not in repr(exc)

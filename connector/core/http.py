@@ -228,12 +228,16 @@ class HttpClient:
         read_timeout: float | None = None,
         expect_json: bool = True,
         ok_statuses: tuple[int, ...] = (),
+        fenced: bool = False,
     ) -> Response:
         """Send one logical request, retrying inline within the policy.
 
         ``idempotent`` defaults to True for GET/HEAD/PUT/DELETE. A non-idempotent call is repeated
         only on 429 (the server refused it, so nothing was created) and when the connection could
-        not even be opened.
+        not even be opened. A ``fenced`` call (a side effect whose claim was confirmed just
+        before it) is sent at most once and never waits inline: the caller's claim could expire
+        during any wait, and another instance then sends the same thing; its own backoff
+        re-claims and re-confirms instead.
         """
         label = endpoint or f"{method} {path.split('?')[0]}"
         if idempotent is None:
@@ -246,7 +250,7 @@ class HttpClient:
             attempt += 1
             sent: Mapping[str, str] = {}
             try:
-                self._wait_for_gate(label)
+                self._wait_for_gate(label, inline=not fenced)
                 sent = self._auth_headers() if self._auth_headers else {}
                 return self._attempt(
                     method, url, label, params, json_body, data, {**sent, **(headers or {})},
@@ -260,20 +264,23 @@ class HttpClient:
                     if self._on_auth_failure(sent):
                         attempt -= 1
                         continue
-                if not self._should_retry(exc, idempotent) or attempt >= self.retry.attempts:
+                if fenced or not self._should_retry(exc, idempotent) \
+                        or attempt >= self.retry.attempts:
                     raise
-                delay = self.retry.backoff(attempt)
-                if exc.retry_after is not None:
-                    delay = max(delay, exc.retry_after)
-                if delay > self.retry.max_inline_wait:
-                    # Too long to hold a worker: the caller parks the item until then.
-                    exc.retry_after = delay
-                    raise
-                log.debug(
-                    "%s %s: %s, retry %d in %.2fs", self.name, label, type(exc).__name__,
-                    attempt, delay,
-                )
-                self._sleep(delay)
+                self._pause_before_retry(exc, label, attempt)
+
+    def _pause_before_retry(self, exc: RemoteError, label: str, attempt: int) -> None:
+        """Sleep before the next attempt; re-raise ``exc`` when the wait is too long to hold a
+        worker (with ``retry_after`` set, the caller parks the item until then)."""
+        delay = self.retry.backoff(attempt)
+        if exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        if delay > self.retry.max_inline_wait:
+            exc.retry_after = delay
+            raise exc
+        log.debug("%s %s: %s, retry %d in %.2fs", self.name, label, type(exc).__name__,
+                  attempt, delay)
+        self._sleep(delay)
 
     def _close_gate(self, label: str, seconds: float) -> None:
         """A 429's ``Retry-After`` binds the whole client (rate limits are per account), unless
@@ -283,13 +290,13 @@ class HttpClient:
             self._not_before[gate] = max(self._not_before.get(gate, 0.0),
                                          time.monotonic() + seconds)
 
-    def _wait_for_gate(self, label: str) -> None:
+    def _wait_for_gate(self, label: str, *, inline: bool = True) -> None:
         gates = {"", self._families.get(label, "")}
         with self._gate_lock:
             wait = max(self._not_before.get(gate, 0.0) for gate in gates) - time.monotonic()
         if wait <= 0:
             return
-        if wait > self.retry.max_inline_wait:
+        if not inline or wait > self.retry.max_inline_wait:
             raise RateLimited(f"{self.name} {label}: waiting for Retry-After", status=429,
                               endpoint=label, retry_after=wait)
         self._sleep(wait)
