@@ -31,14 +31,12 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from connector.testing.processes import free_port, stop_group
 
 PIN = "django-helpdesk==2.6.1"
 # What 2.6.1 was tested with; pinned too so that a new Django or DRF cannot change the server
@@ -278,11 +278,6 @@ def install() -> str:
     return version
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 class DjhdServer:
     """One django-helpdesk instance; ``start()``/``stop()`` or use it as a context manager."""
@@ -335,7 +330,7 @@ class DjhdServer:
             browser.close()
         self._browsers.clear()
         if self.pid is not None:
-            _stop_group(self.pid, self._proc, timeout)
+            stop_group(self.pid, self._proc, timeout)
             self.pid = None
             self._proc = None
         if self.state_dir is not None:
@@ -647,30 +642,6 @@ def _form_errors(html: str) -> str:
                        html, re.S)
     return "; ".join(" ".join(f.split()) for f in found)[:500]
 
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a live (non-zombie) process is left in the group."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
-
-
-def _stop_group(pgid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, sig)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc is not None:
-                proc.poll()
-            if not _group_alive(pgid):
-                return
-            time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:

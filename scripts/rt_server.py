@@ -20,13 +20,11 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from connector.testing.processes import free_port, stop_group
 
 PACKAGES = ("request-tracker5", "rt5-db-sqlite", "rt5-standalone")
 INSTALL_HINT = "install Request Tracker with: bash scripts/install-rt.sh"
@@ -144,11 +144,6 @@ def installed_version() -> str | None:
     return rows[0][1]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 class RTServer:
     """One RT instance; ``start()``/``stop()`` or use it as a context manager."""
@@ -201,7 +196,7 @@ class RTServer:
         Never SIGINT: rt-server's own SIGINT handler chowns /var/lib/request-tracker5.
         """
         if self.pid is not None:
-            _stop_group(self.pid, self._proc, timeout)
+            stop_group(self.pid, self._proc, timeout)
             self.pid = None
             self._proc = None
         if self.state_dir is not None:
@@ -467,31 +462,6 @@ def _ensure(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
 
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a live (non-zombie) process is left in the group; zombies wait for a reaper that
-    may never come in a container, so they do not count."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # the process ended while we looked
-        if fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
-
-
-def _stop_group(pgid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, sig)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc is not None:
-                proc.poll()  # reap our own child
-            if not _group_alive(pgid):
-                return
-            time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,30 +9,12 @@ everywhere.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 
 import pytest
+from support import in_ci, load_script
 
-
-def _load_djhd_server() -> ModuleType:
-    """``scripts/`` is not a package; load the module by path, once per process."""
-    if "djhd_server" in sys.modules:
-        return sys.modules["djhd_server"]
-    path = Path(__file__).resolve().parent.parent / "scripts" / "djhd_server.py"
-    spec = importlib.util.spec_from_file_location("djhd_server", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["djhd_server"] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-djhd_server_module = _load_djhd_server()
+djhd_server_module = load_script("djhd_server")
 DjhdServer = djhd_server_module.DjhdServer
 DjhdUser = djhd_server_module.User
 AGENT = djhd_server_module.AGENT
@@ -41,12 +23,9 @@ CUSTOMER = djhd_server_module.CUSTOMER
 ADMIN = djhd_server_module.ADMIN
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
 
 def _unavailable(reason: str) -> None:
-    if _in_ci():
+    if in_ci():
         pytest.fail(f"{reason} (CI=true: django-helpdesk tests must run)", pytrace=False)
     pytest.skip(reason)
 

@@ -7,38 +7,17 @@ When the packages are there but RT will not start, that is a failure everywhere.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 
 import pytest
+from support import in_ci, load_script
 
-
-def _load_rt_server() -> ModuleType:
-    """``scripts/`` is not a package; load the module by path, once per process."""
-    if "rt_server" in sys.modules:
-        return sys.modules["rt_server"]
-    path = Path(__file__).resolve().parent.parent / "scripts" / "rt_server.py"
-    spec = importlib.util.spec_from_file_location("rt_server", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["rt_server"] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-rt_server_module = _load_rt_server()
+rt_server_module = load_script("rt_server")
 RTServer = rt_server_module.RTServer
 RTUser = rt_server_module.RTUser
 AGENT = rt_server_module.AGENT
 CUSTOMER = rt_server_module.CUSTOMER
 
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +25,7 @@ def rt_server() -> Iterator[RTServer]:
     """RT 5 on 127.0.0.1 with the seed of ``scripts/rt_server.py``; stopped after the session."""
     if rt_server_module.installed_version() is None:
         reason = f"Request Tracker is not installed; {rt_server_module.INSTALL_HINT}"
-        if _in_ci():
+        if in_ci():
             pytest.fail(f"{reason} (CI=true: RT tests must run)", pytrace=False)
         pytest.skip(reason)
     server = RTServer()

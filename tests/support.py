@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar, overload
 
 from adapters.simulation import Call, Simulator
@@ -15,6 +19,24 @@ T = TypeVar("T")
 
 API_KEY = "uppzy-test-key-5f1c9e"
 ZD_TOKEN = "zd-api-token-77aa31"
+
+
+def in_ci() -> bool:
+    """Whether CI=true: a test that could only skip here must fail instead."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module (``scripts/`` is not a package), once per process."""
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str,

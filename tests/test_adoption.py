@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import config_dict, wait_for
+from support import config_dict, in_ci, wait_for
 
 from adapters.zendesk.simulator import ZendeskSimulator
 from connector.testing.uppzy_sim import UppzySimulator
@@ -126,9 +126,7 @@ def _opens_in_chromium(page: Path, tmp_path: Path) -> None:
     written next to the test's other files (not committed)."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
-        import os
-
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        if in_ci():
             pytest.fail("chromium is not installed (scripts/test.sh installs it)")
         pytest.skip("chromium is not installed (scripts/test.sh installs it)")
     flags = ["--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'c'}"]

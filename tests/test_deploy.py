@@ -6,7 +6,6 @@ read exactly those files, never a copy kept in the docs.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import in_ci
 
 from adapters.zendesk.simulator import ZendeskSimulator
 
@@ -55,7 +55,7 @@ def test_unit_passes_systemd_analyze_verify(unit: Path, tmp_path: Path):
     """
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail("systemd-analyze is missing: scripts/test.sh installs it (package systemd)")
         pytest.skip("systemd-analyze is not installed (scripts/test.sh installs it)")
     connector = Path(sys.executable).parent / "connector"

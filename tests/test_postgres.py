@@ -23,7 +23,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 from sqlmodel import Session, select
-from support import config_dict, wait_for
+from support import config_dict, in_ci, wait_for
 
 from adapters.zendesk.simulator import ZendeskSimulator
 from connector.config import parse_config
@@ -46,7 +46,7 @@ def pg_url() -> Iterator[str]:
             pass
     except Exception as exc:
         admin.dispose()
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail(f"PostgreSQL is required under CI but unreachable at {BASE_URL}: {exc}")
         pytest.skip(f"no PostgreSQL at {BASE_URL} (set CONNECTOR_TEST_DATABASE_URL): {exc}")
     schema = f"t_{uuid.uuid4().hex[:12]}"

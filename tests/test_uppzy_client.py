@@ -26,6 +26,7 @@ from connector.core.errors import (
     TransportError,
 )
 from connector.core.http import HttpClient, RetryPolicy, Timeouts
+from connector.testing.processes import free_port
 from connector.testing.uppzy_sim import UppzySimulator
 from connector.uppzy import AsyncStatus, ChatAnswer, UppzyClient
 
@@ -90,11 +91,6 @@ def make_client() -> Iterator[Callable[..., UppzyClient]]:
 def client(sim: UppzySimulator, make_client: Callable[..., UppzyClient]) -> UppzyClient:
     return make_client(sim.base_url)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _completed(client: UppzyClient, session: str = "s-1", message: str = "Refund policy?") -> str:
@@ -549,7 +545,7 @@ def test_dropped_connection_on_status_is_retried(client: UppzyClient, sim: Uppzy
 
 def test_refused_connection_on_submit_is_retried(make_client: Callable[..., UppzyClient]) -> None:
     outcomes: list[str] = []
-    client = make_client(f"http://127.0.0.1:{_free_port()}/api/v1",
+    client = make_client(f"http://127.0.0.1:{free_port()}/api/v1",
                          observer=lambda n, label, outcome, s: outcomes.append(outcome))
     with pytest.raises(TransportError) as caught:
         client.submit(SITE, "s-1", "Hello")
@@ -558,7 +554,7 @@ def test_refused_connection_on_submit_is_retried(make_client: Callable[..., Uppz
 
 
 def test_submit_succeeds_once_the_server_comes_up(make_client: Callable[..., UppzyClient]) -> None:
-    port = _free_port()
+    port = free_port()
     sim = UppzySimulator(port=port, api_keys={KEY: "ok"}, answer_time=0.0)
     starter = threading.Timer(0.2, sim.start)
     starter.start()
@@ -675,7 +671,7 @@ def test_api_key_never_logged_nor_in_errors(
         lambda: client.status(SITE, request_id),
         lambda: client.close_session(SITE, "s-1"),
         lambda: make_client(sim.base_url, api_key="sk-wrong-key-000000").chat(SITE, "s", "x"),
-        lambda: make_client(f"http://127.0.0.1:{_free_port()}/api/v1").status(SITE, "r"),
+        lambda: make_client(f"http://127.0.0.1:{free_port()}/api/v1").status(SITE, "r"),
     ):
         try:
             call()
