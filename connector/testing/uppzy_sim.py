@@ -259,10 +259,7 @@ class UppzySimulator(Simulator):
             return SimResponse(200, payload)
 
     def handle_feedback(self, request: SimRequest, site_id: str) -> SimResponse:
-        denied = self._guard(request, site_id=site_id)
-        if denied:
-            return denied
-        body = _json_object(request)
+        body = self._guarded_body(request, site_id)
         if isinstance(body, SimResponse):
             return body
         session_id, request_id, value = (
@@ -284,10 +281,7 @@ class UppzySimulator(Simulator):
             return SimResponse(200, payload)
 
     def handle_session_close(self, request: SimRequest, site_id: str) -> SimResponse:
-        denied = self._guard(request, site_id=site_id)
-        if denied:
-            return denied
-        body = _json_object(request)
+        body = self._guarded_body(request, site_id)
         if isinstance(body, SimResponse):
             return body
         session_id = body.get("session_id")
@@ -357,11 +351,13 @@ class UppzySimulator(Simulator):
             return _error(404, "site not found")
         return None
 
+    def _guarded_body(self, request: SimRequest, site_id: str) -> dict[str, Any] | SimResponse:
+        """The JSON object a site's POST carries, or the answer that refuses it (key, plan,
+        site first, then the body)."""
+        return self._guard(request, site_id=site_id) or _json_object(request)
+
     def _chat_request(self, request: SimRequest, site_id: str) -> dict[str, Any] | SimResponse:
-        denied = self._guard(request, site_id=site_id)
-        if denied:
-            return denied
-        body = _json_object(request)
+        body = self._guarded_body(request, site_id)
         if isinstance(body, SimResponse):
             return body
         if not _filled(body.get("session_id")):
