@@ -35,9 +35,9 @@ def run_setup(args: argparse.Namespace, store: str, instances: int, workdir: Pat
             conn.execute(text(f"CREATE SCHEMA {schema}"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        with simulators(args.answer_time, workdir) as (zendesk, uppzy):
+        with simulators(args.answer_time, workdir) as ([zendesk], uppzy):
             zendesk.call("users", n=args.tickets)
-            config = daemon_config(args, zendesk, uppzy, workdir / "connector.db")
+            config = daemon_config(args, [zendesk], uppzy, workdir / "connector.db")
             if admin is not None:
                 sep = "&" if "?" in args.pg else "?"
                 config["database"]["url"] = f"{args.pg}{sep}options=-csearch_path%3D{schema}"

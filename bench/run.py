@@ -136,16 +136,31 @@ class Meter:
 
 
 @contextmanager
-def simulators(answer_time: str, workdir: Path) -> Iterator[tuple[SimProcess, SimProcess]]:
-    zendesk = uppzy = None
+def simulators(answer_time: str, workdir: Path,
+               helpdesks: int = 1) -> Iterator[tuple[list[SimProcess], SimProcess]]:
+    """``helpdesks`` Zendesk simulators (one per adapter) and one Uppzy simulator."""
+    zendesks: list[SimProcess] = []
+    uppzy = None
     try:
-        zendesk = SimProcess("zendesk", answer_time, workdir / "zendesk.log")
+        for n in range(helpdesks):
+            suffix = f"-{n + 1}" if n else ""
+            zendesks.append(SimProcess("zendesk", answer_time, workdir / f"zendesk{suffix}.log"))
         uppzy = SimProcess("uppzy", answer_time, workdir / "uppzy.log")
-        yield zendesk, uppzy
+        yield zendesks, uppzy
     finally:
-        for sim in (uppzy, zendesk):
+        for sim in (uppzy, *zendesks):
             if sim is not None:
                 sim.stop()
+
+
+def adapter_name(n: int) -> str:
+    """The n-th helpdesk's adapter name; its session ids are ``<name>-<ticket>``."""
+    return ADAPTER if n == 0 else f"{ADAPTER}-{n + 1}"
+
+
+def shares(size: int, helpdesks: int) -> list[int]:
+    """``size`` tickets spread over the helpdesks as evenly as they divide."""
+    return [size // helpdesks + (1 if n < size % helpdesks else 0) for n in range(helpdesks)]
 
 
 # ----- one run --------------------------------------------------------------------------------
@@ -175,7 +190,7 @@ class Result:
         return self.posted / self.seconds if self.seconds > 0 else 0.0
 
 
-def daemon_config(args: argparse.Namespace, zendesk: SimProcess, uppzy: SimProcess,
+def daemon_config(args: argparse.Namespace, zendesks: list[SimProcess], uppzy: SimProcess,
                   db: Path) -> dict[str, Any]:
     return {
         "uppzy": {"base_url": uppzy.base_url, "api_key": API_KEY, "site_id": "site-1",
@@ -185,10 +200,10 @@ def daemon_config(args: argparse.Namespace, zendesk: SimProcess, uppzy: SimProce
         "engine": {"workers": args.workers, "tick": args.tick, "batch_size": args.batch_size},
         "ops": {"listen": "127.0.0.1:0"},  # never collide with a daemon already on 9464
         "adapters": [{
-            "name": ADAPTER, "type": "zendesk", "url": zendesk.url,
+            "name": adapter_name(n), "type": "zendesk", "url": zendesk.url,
             "auth": {"email": BOT_EMAIL, "api_token": ZD_TOKEN},
             "poll_interval": args.adapter_poll, "start_from": "10m",
-        }],
+        } for n, zendesk in enumerate(zendesks)],
     }
 
 
@@ -203,11 +218,13 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str,
 
 
 def run_daemon(args: argparse.Namespace, size: int, workdir: Path) -> Result:
-    result = Result("connector", size, args.answer_time)
-    with simulators(args.answer_time, workdir) as (zendesk, uppzy):
-        zendesk.call("users", n=size)
+    label = "connector" if args.helpdesks == 1 else f"connector, {args.helpdesks} helpdesks"
+    result = Result(label, size, args.answer_time)
+    with simulators(args.answer_time, workdir, args.helpdesks) as (zendesks, uppzy):
+        for zendesk, share in zip(zendesks, shares(size, len(zendesks)), strict=True):
+            zendesk.call("users", n=share)
         config = workdir / "config.yaml"
-        config.write_text(yaml.safe_dump(daemon_config(args, zendesk, uppzy,
+        config.write_text(yaml.safe_dump(daemon_config(args, zendesks, uppzy,
                                                        workdir / "connector.db")))
         log = workdir / "daemon.log"
         proc = subprocess.Popen(
@@ -218,16 +235,17 @@ def run_daemon(args: argparse.Namespace, size: int, workdir: Path) -> Result:
         )
         meter = Meter(proc.pid)
         try:
-            wait_until(lambda: _polled(zendesk, proc), START_TIMEOUT, "the daemon's first poll")
+            wait_until(lambda: all(_polled(z, proc) for z in zendesks), START_TIMEOUT,
+                       "the daemon's first poll")
             result.startup_rss = meter.rss()
             cpu_before_idle = meter.cpu()
             time.sleep(args.idle)
             result.idle_cpu = (meter.cpu() - cpu_before_idle) / args.idle
-            sims = [Meter(sim.proc.pid) for sim in (zendesk, uppzy)]
+            sims = [Meter(sim.proc.pid) for sim in (*zendesks, uppzy)]
             try:
                 sims_before = sum(m.cpu() for m in sims)
                 with profiler(args.profile, proc.pid, size):
-                    result.cpu = _drive(args, size, zendesk, proc, meter, args.timeout)
+                    result.cpu = _drive(args, size, zendesks, proc, meter, args.timeout)
                 result.sims_cpu = sum(m.cpu() for m in sims) - sims_before
             finally:
                 for m in sims:
@@ -238,7 +256,7 @@ def run_daemon(args: argparse.Namespace, size: int, workdir: Path) -> Result:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
             result.exit_code = _end(proc, grace=20)
-        _collect(result, zendesk, uppzy)
+        _collect(result, zendesks, uppzy)
     return result
 
 
@@ -280,24 +298,27 @@ def _polled(zendesk: SimProcess, proc: subprocess.Popen[Any]) -> bool:
     return zendesk.call("progress")["calls"].get("incremental_tickets", 0) > 0
 
 
-def _drive(args: argparse.Namespace, size: int, zendesk: SimProcess,
+def _drive(args: argparse.Namespace, size: int, zendesks: list[SimProcess],
            proc: subprocess.Popen[Any] | None, meter: Meter, timeout: float) -> float:
     """Seed, wait for every note, then for the helpdesk calls to stop; CPU used until then."""
     start_cpu = meter.cpu()
-    zendesk.call("seed", n=size, rate=args.rate)
+    helpdesks = len(zendesks)
+    for zendesk, share in zip(zendesks, shares(size, helpdesks), strict=True):
+        zendesk.call("seed", n=share, rate=args.rate / helpdesks)
     deadline = time.monotonic() + timeout
     last_activity, last_cpu, last_calls = time.monotonic(), meter.cpu(), -1
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"the process exited with {proc.returncode} during the run")
-        progress = zendesk.call("progress")
+        progress = [zendesk.call("progress") for zendesk in zendesks]
         # The change feed is polled on a timer; any other helpdesk call is work for a message.
-        calls = sum(n for e, n in progress["calls"].items() if e != "incremental_tickets")
+        calls = sum(n for p in progress for e, n in p["calls"].items()
+                    if e != "incremental_tickets")
         now = time.monotonic()
         if calls != last_calls:
             last_activity, last_cpu, last_calls = now, meter.cpu(), calls
-        if progress["seeded"] and progress["posted"] >= size and \
-                now - last_activity >= args.settle:
+        if all(p["seeded"] for p in progress) and sum(p["posted"] for p in progress) >= size \
+                and now - last_activity >= args.settle:
             break
         time.sleep(0.2)
     else:
@@ -306,21 +327,28 @@ def _drive(args: argparse.Namespace, size: int, zendesk: SimProcess,
     return last_cpu - start_cpu
 
 
-def _collect(result: Result, zendesk: SimProcess, uppzy: SimProcess) -> None:
-    """Latencies and call counts from the simulators' own records."""
+def _collect(result: Result, zendesks: list[SimProcess], uppzy: SimProcess) -> None:
+    """Latencies and call counts from the simulators' own records; a ticket is known by its
+    adapter and its id, since every helpdesk numbers its tickets from 1."""
     result.load = os.getloadavg()[0]
-    zd, up = zendesk.call("report"), uppzy.call("report")
-    result.helpdesk_calls, result.uppzy_calls = zd["calls"], up["calls"]
-    visible = {int(k): v for k, v in zd["visible_at"].items()}
-    notes = {int(k): v for k, v in zd["notes_at"].items()}
+    up = uppzy.call("report")
+    result.uppzy_calls = up["calls"]
+    visible: dict[tuple[str, int], float] = {}
+    notes: dict[tuple[str, int], list[float]] = {}
+    for n, zendesk in enumerate(zendesks):
+        zd = zendesk.call("report")
+        for endpoint, count in zd["calls"].items():
+            result.helpdesk_calls[endpoint] = result.helpdesk_calls.get(endpoint, 0) + count
+        visible.update({(adapter_name(n), int(k)): v for k, v in zd["visible_at"].items()})
+        notes.update({(adapter_name(n), int(k)): v for k, v in zd["notes_at"].items()})
     result.posted = len(notes)
     result.duplicates = sum(len(v) - 1 for v in notes.values())
     if notes:
         result.seconds = max(v[0] for v in notes.values()) - min(visible.values())
-    requests: dict[int, dict[str, Any]] = {}
+    requests: dict[tuple[str, int], dict[str, Any]] = {}
     for req in up["requests"]:
-        ticket = int(req["session_id"].rsplit("-", 1)[1])
-        requests.setdefault(ticket, req)
+        adapter, ticket = req["session_id"].rsplit("-", 1)
+        requests.setdefault((adapter, int(ticket)), req)
     result.requests = len(up["requests"])
     for ticket, times in notes.items():
         req = requests.get(ticket)
@@ -333,7 +361,7 @@ def _collect(result: Result, zendesk: SimProcess, uppzy: SimProcess) -> None:
 
 def run_baseline(args: argparse.Namespace, size: int, workdir: Path) -> Result:
     result = Result("baseline", size, args.answer_time)
-    with simulators(args.answer_time, workdir) as (zendesk, uppzy):
+    with simulators(args.answer_time, workdir) as ([zendesk], uppzy):
         zendesk.call("users", n=size)
         proc = subprocess.Popen(
             [sys.executable, str(HERE / "baseline.py"), "--zendesk", zendesk.url,
@@ -346,12 +374,12 @@ def run_baseline(args: argparse.Namespace, size: int, workdir: Path) -> Result:
         try:
             time.sleep(1.0)  # its imports; it polls an empty feed until the tickets appear
             result.startup_rss = meter.rss()
-            result.cpu = _drive(args, size, zendesk, None, meter, args.baseline_timeout + 10)
+            result.cpu = _drive(args, size, [zendesk], None, meter, args.baseline_timeout + 10)
             result.peak_rss = meter.high_water()
         finally:
             meter.close()
             result.exit_code = _end(proc)
-        _collect(result, zendesk, uppzy)
+        _collect(result, [zendesk], uppzy)
     return result
 
 
@@ -441,6 +469,9 @@ def main() -> None:
     parser.add_argument("--baseline-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--baseline-timeout", type=float, default=120.0,
                         help="the baseline stops after this many seconds (it is sequential)")
+    parser.add_argument("--helpdesks", type=int, default=1,
+                        help="adapters (each its own Zendesk simulator) served by the one "
+                             "daemon; the tickets are spread over them")
     parser.add_argument("--workers", type=int, default=8, help="engine.workers")
     parser.add_argument("--tick", default="0.5s", help="engine.tick")
     parser.add_argument("--batch-size", type=int, default=64, help="engine.batch_size")

@@ -17,6 +17,7 @@ import time
 import traceback
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(HERE.parent))
 from adapters.zendesk.simulator import ZendeskSimulator  # noqa: E402
 from connector.config import parse_config  # noqa: E402
 from connector.engine.runtime import Runtime  # noqa: E402
+from connector.store.db import READ_ONLY  # noqa: E402
 from connector.testing.uppzy_sim import UppzySimulator  # noqa: E402
 
 API_KEY = "bench-key"
@@ -35,6 +37,8 @@ ZD_TOKEN = "bench-zd-token"
 def _caller() -> str:
     """The innermost engine or store function on the stack: where a statement comes from."""
     for frame in reversed(traceback.extract_stack(limit=40)):
+        if frame.filename.endswith("/connector/store/db.py"):
+            continue  # the transaction helpers: the caller that opened one is what counts
         if "/connector/engine/" in frame.filename or "/connector/store/" in frame.filename:
             return f"{Path(frame.filename).stem}.{frame.name}"
     return "other"
@@ -75,13 +79,14 @@ def main() -> None:
                 user = zendesk.add_user(f"Customer {n}", "end-user", f"c{n}@example.com")
                 zendesk.create_ticket(user, f"Question {n}: how do I reset my password?")
             statements: Counter[str] = Counter()
-            transactions = [0]
+            transactions: Counter[str] = Counter()
 
             def on_statement(*_a: object) -> None:
                 statements[_caller() if args.by_caller else "all"] += 1
 
-            def on_begin(*_a: object) -> None:
-                transactions[0] += 1
+            def on_begin(connection: Any) -> None:
+                kind = "read" if connection.get_execution_options().get(READ_ONLY) else "write"
+                transactions[f"{kind} {_caller()}" if args.by_caller else kind] += 1
 
             event.listen(engine.db, "before_cursor_execute", on_statement)
             event.listen(engine.db, "begin", on_begin)
@@ -101,12 +106,18 @@ def main() -> None:
     per = max(posted, 1)
     print(f"notes posted: {posted} of {args.tickets}")
     print(f"statements per message: {sum(statements.values()) / per:.1f}")
-    print(f"transactions per message: {transactions[0] / per:.1f}")
+    writes = sum(n for k, n in transactions.items() if k.startswith("write"))
+    print(f"transactions per message: {sum(transactions.values()) / per:.2f} "
+          f"({writes / per:.2f} writing, the rest read-only snapshots)")
     print(f"conversation reads per message: {reads / per:.2f}")
     print(f"process CPU per message (simulators included): {cpu / per * 1000:.2f} ms; "
           f"wall {wall:.1f} s")
     if args.by_caller:
+        print("statements by caller:")
         for caller, count in statements.most_common():
+            print(f"  {count / per:6.2f}  {caller}")
+        print("transactions by caller:")
+        for caller, count in transactions.most_common():
             print(f"  {count / per:6.2f}  {caller}")
 
 
