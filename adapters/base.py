@@ -351,6 +351,12 @@ class Adapter(ABC):
                                   key_path=f"{self.settings.key_path}.auth",
                                   store=self.credentials)
 
+    def size_pool(self, connections: int) -> None:
+        """Keep as many connections to the helpdesk as the engine has workers: with fewer, the
+        calls beyond the pool's size close their connection after use, and each next call
+        opens (and against a real helpdesk, handshakes) a new one."""
+        self.http.resize_pool(connections)
+
     def bind_credentials(self, store: CredentialStore) -> None:
         """The engine's store for credentials that must survive a restart (rotated tokens)."""
         self.credentials = store

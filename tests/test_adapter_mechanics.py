@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
+from threading import Barrier
 from typing import Any
 
 import pytest
@@ -23,6 +25,8 @@ from adapters.paging import follow_pages, link_query
 from adapters.replay import FeedOrder, ReplayAdapter
 from adapters.times import iso_millis, iso_seconds, server_time, utc, whole_second
 from adapters.zammad.adapter import SearchPosition
+from adapters.zendesk import ZendeskAdapter, ZendeskSettings
+from adapters.zendesk.simulator import ZendeskSimulator
 from connector.core.errors import MalformedResponse
 from connector.core.redact import redact
 
@@ -334,3 +338,38 @@ def test_an_api_base_in_the_url_is_taken_for_the_root() -> None:
     assert settings.url == "https://acme.example.com"
     assert AdapterSettings(name="s", type="s", url="https://a.example/x/").url == \
         "https://a.example/x"
+
+
+# ----- connections ---------------------------------------------------------------------------
+def _concurrent_reads(pool_size: int, threads: int, caplog: pytest.LogCaptureFixture) -> int:
+    """Reads from ``threads`` threads at once, twice; how many connections were thrown away
+    for want of room in the pool (urllib3 says so on its logger)."""
+    sim = ZendeskSimulator(exclude_newest=0, api_token="t").start()
+    adapter = ZendeskAdapter(ZendeskSettings(
+        name="zd", type="zendesk", url=sim.url,
+        auth={"email": "bot@example.com", "api_token": "t"}))
+    adapter.size_pool(pool_size)
+    together = Barrier(threads)
+
+    def read(_n: int) -> None:
+        together.wait(10)
+        adapter.http.request("GET", "/api/v2/users/me.json", endpoint="users_me")
+
+    caplog.clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="urllib3"), \
+                ThreadPoolExecutor(threads) as pool:
+            for _round in range(2):
+                list(pool.map(read, range(threads)))
+    finally:
+        adapter.close()
+        sim.stop()
+    return sum("Connection pool is full" in r.getMessage() for r in caplog.records)
+
+
+def test_a_pool_sized_to_the_workers_keeps_every_connection(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The engine sizes each adapter's pool to its workers: with the old fixed 16, 24 workers
+    closed (and, against a real helpdesk, re-handshook) eight connections a burst."""
+    assert _concurrent_reads(pool_size=24, threads=24, caplog=caplog) == 0
+    assert _concurrent_reads(pool_size=16, threads=24, caplog=caplog) > 0

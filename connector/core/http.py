@@ -196,6 +196,14 @@ class HttpClient:
         for manager in {id(m): m for m in [self._direct, *self._managers.values()]}.values():
             manager.clear()
 
+    def resize_pool(self, pool_size: int) -> None:
+        """Keep up to ``pool_size`` idle connections per host from now on (connections open
+        now are let go; call this before traffic starts)."""
+        self.close()
+        self._pool_size = pool_size
+        self._direct = urllib3.PoolManager(num_pools=8, maxsize=pool_size, **self._tls)
+        self._managers.clear()
+
     def _manager_for(self, url: str) -> urllib3.PoolManager:
         """The direct pool, or a proxy's, as the environment's proxy settings say (no_proxy
         honoured) for this URL's host; decided once per host."""
