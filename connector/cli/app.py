@@ -17,11 +17,11 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from sqlalchemy.exc import SQLAlchemyError
 
 from connector import __version__
 from connector.config import Config, load_config
 from connector.core.errors import EXIT_OK, EXIT_USAGE, ConnectorError, DatabaseUnusable
+from connector.store.db import DatabaseError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Drafts helpdesk replies with the Uppzy M2M chat API.")
@@ -55,7 +55,7 @@ def handled(func: F) -> F:
         except ConnectorError as exc:
             say_error(exc.headline())
             raise typer.Exit(exc.exit_code) from None
-        except SQLAlchemyError as exc:  # the database went away after it was probed
+        except DatabaseError as exc:  # the database went away after it was probed
             unusable = DatabaseUnusable(str(getattr(exc, "orig", None) or exc))
             say_error(unusable.headline())
             raise typer.Exit(EXIT_USAGE) from None

@@ -11,91 +11,59 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Engine, func
-from sqlmodel import Session, col, select
-
 from connector.cli.app import ConfigOpt, JsonOpt, LevelOpt, command, load, out, setup
 from connector.config import Config
 from connector.core.errors import SchemaBehind
 from connector.core.redact import redact
 from connector.engine.adoption import DECIDED, Adoption
-from connector.store.adoption import adoption_counts
-from connector.store.health import troubles
-from connector.store.models import (
-    AdapterState,
-    ChatSession,
-    SessionState,
-    TicketRecord,
-    Turn,
-    TurnState,
-    utcnow,
-)
+from connector.store.db import Database
+from connector.store.models import AdapterState, SessionState, TurnState, utcnow
+from connector.store.status import adapter_snapshots
 
 RECENT_FAILURES = 5
 STALE_INTERVALS = 3
 
 
-def collect(config: Config, db_engine: Engine) -> dict[str, Any]:
+def collect(config: Config, db_engine: Database) -> dict[str, Any]:
     now = utcnow()
     report: dict[str, Any] = {"generated_at": now.isoformat(), "adapters": []}
-    with Session(db_engine) as db:
-        for settings in config.adapters:
-            name = settings.name
-            state = db.get(AdapterState, name)
-            turns = dict(db.exec(
-                select(Turn.state, func.count()).where(Turn.adapter == name).group_by(Turn.state)
-            ).all())
-            sessions = dict(db.exec(
-                select(ChatSession.state, func.count()).where(ChatSession.adapter == name)
-                .group_by(ChatSession.state)
-            ).all())
-            failures = db.exec(
-                select(Turn.ticket_id, Turn.reason, Turn.updated_at).where(
-                    Turn.adapter == name, Turn.state == TurnState.FAILED
-                ).order_by(col(Turn.updated_at).desc()).limit(RECENT_FAILURES)
-            ).all()
-            tickets = db.exec(select(func.count()).select_from(TicketRecord).where(
-                TicketRecord.adapter == name)).one()
-            compared, mean = db.exec(select(func.count(Turn.similarity), func.avg(Turn.similarity))
-                                     .where(Turn.adapter == name,
-                                            Turn.state == TurnState.SHADOWED)).one()
-            paused = bool(state and state.paused_until and state.paused_until > now)
-            trouble = troubles(db, name, now)
-            turns[TurnState.POSTED.value] = int(turns.get(TurnState.POSTED.value, 0)) - \
-                trouble["fallbacks"]
-            polled_by = state.lease_owner if state and state.lease_until and \
-                state.lease_until > now else None
-            report["adapters"].append({
-                "name": name,
-                "type": settings.type,
-                "cursor_age_seconds": _age(now, state.cursor_moved_at if state else None),
-                "last_poll_ok_seconds_ago": _age(now, state.last_poll_ok_at if state else None),
-                "polled_by": polled_by,
-                **_state(state, now, paused, polled_by, settings.poll_interval),
-                "paused": paused,
-                "pause_reason": redact(state.pause_reason or "") if paused and state else None,
-                "tickets": tickets,
-                "turns": {s.value: int(turns.get(s.value, 0)) for s in TurnState},
-                "sessions": {s.value: int(sessions.get(s.value, 0)) for s in SessionState},
-                **trouble,
-                "adoption": _adoption(db, name),
-                "shadow": {
-                    "enabled": config.shadow(settings),
-                    "answers": int(turns.get(TurnState.SHADOWED.value, 0)),
-                    "compared_with_agent_reply": int(compared or 0),
-                    "mean_similarity": None if mean is None else round(float(mean), 3),
-                },
-                "recent_failures": [
-                    {"ticket": t, "reason": redact(r or ""), "at": at.isoformat()}
-                    for t, r, at in failures
-                ],
-            })
+    snapshots = adapter_snapshots(db_engine, [a.name for a in config.adapters], now,
+                                  RECENT_FAILURES)
+    for settings, snapshot in zip(config.adapters, snapshots, strict=True):
+        name, state, trouble = settings.name, snapshot.state, snapshot.troubles
+        turns, sessions = dict(snapshot.turns), snapshot.sessions
+        compared, mean = snapshot.shadow_compared, snapshot.shadow_mean
+        paused = bool(state and state.paused_until and state.paused_until > now)
+        turns[TurnState.POSTED.value] = int(turns.get(TurnState.POSTED.value, 0)) - \
+            trouble["fallbacks"]
+        polled_by = state.lease_owner if state and state.lease_until and \
+            state.lease_until > now else None
+        report["adapters"].append({
+            "name": name,
+            "type": settings.type,
+            "cursor_age_seconds": _age(now, state.cursor_moved_at if state else None),
+            "last_poll_ok_seconds_ago": _age(now, state.last_poll_ok_at if state else None),
+            "polled_by": polled_by,
+            **_state(state, now, paused, polled_by, settings.poll_interval),
+            "paused": paused,
+            "pause_reason": redact(state.pause_reason or "") if paused and state else None,
+            "tickets": snapshot.tickets,
+            "turns": {s.value: int(turns.get(s.value, 0)) for s in TurnState},
+            "sessions": {s.value: int(sessions.get(s.value, 0)) for s in SessionState},
+            **trouble,
+            "adoption": {o.value: snapshot.adoption.get(o.value, 0) for o in Adoption},
+            "shadow": {
+                "enabled": config.shadow(settings),
+                "answers": int(turns.get(TurnState.SHADOWED.value, 0)),
+                "compared_with_agent_reply": int(compared or 0),
+                "mean_similarity": None if mean is None else round(float(mean), 3),
+            },
+            "recent_failures": [
+                {"ticket": t, "reason": redact(r or ""), "at": at.isoformat()}
+                for t, r, at in snapshot.recent_failures
+            ],
+        })
     return report
-
-
-def _adoption(db: Session, adapter: str) -> dict[str, int]:
-    counts = adoption_counts(db, adapter)
-    return {outcome.value: counts.get(outcome.value, 0) for outcome in Adoption}
 
 
 def adoption_rate(counts: dict[str, int]) -> float | None:

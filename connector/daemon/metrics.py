@@ -25,12 +25,10 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func
-from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import select
 
-from connector.store.db import session_scope
-from connector.store.models import AdapterState, Turn, TurnState, utcnow
+from connector.store.db import DatabaseError
+from connector.store.models import TurnState, utcnow
+from connector.store.status import gauges
 
 if TYPE_CHECKING:
     from connector.engine.runtime import Runtime
@@ -257,7 +255,7 @@ class StoreCollector(Collector):
         up = GaugeMetricFamily("connector_database_up", "1 when the database answered the scrape")
         try:
             families = self._read(utcnow())
-        except SQLAlchemyError as exc:
+        except DatabaseError as exc:
             log.warning("metrics: database read failed: %s", type(exc).__name__)
             up.add_metric([], 0)
             yield up
@@ -277,11 +275,8 @@ class StoreCollector(Collector):
             labels=["adapter"])
         paused = GaugeMetricFamily(
             "connector_adapter_paused", "1 while the adapter is paused", labels=["adapter"])
-        with session_scope(self.engine.db) as db:
-            counts = {(a, s): n for a, s, n in db.exec(
-                select(Turn.adapter, Turn.state, func.count()).group_by(Turn.adapter, Turn.state)
-            ).all()}
-            states = {s.adapter: s for s in db.exec(select(AdapterState)).all()}
+        read = gauges(self.engine.db)
+        counts, states = read.turns, read.adapters
         for adapter in sorted(set(names) | {a for a, _ in counts}):
             for state in TurnState:
                 turns.add_metric([adapter, state.value], counts.get((adapter, state.value), 0))

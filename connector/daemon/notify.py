@@ -26,15 +26,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import requests
-from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import select
 
 from connector.config import NotificationSettings
 from connector.core.durations import format_duration
 from connector.core.http import USER_AGENT, parse_retry_after
 from connector.core.redact import redact
-from connector.store.db import session_scope
-from connector.store.models import AdapterState, utcnow
+from connector.store.db import DatabaseError
+from connector.store.models import utcnow
+from connector.store.status import adapter_states
 
 if TYPE_CHECKING:
     from connector.engine.runtime import Runtime
@@ -322,9 +321,8 @@ class Notifier:
         """
         now = now or utcnow()
         try:
-            with session_scope(self.engine.db) as db:
-                states = {s.adapter: s for s in db.exec(select(AdapterState)).all()}
-        except SQLAlchemyError as exc:
+            states = adapter_states(self.engine.db)
+        except DatabaseError as exc:
             log.warning("stale-cursor check skipped: database read failed: %s",
                         type(exc).__name__)
             return

@@ -14,17 +14,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import select
 
 from connector.config import Config
 from connector.core.errors import ConfigError
 from connector.daemon.metrics import Metrics
 from connector.daemon.notify import Notifier
 from connector.daemon.ops_server import OpsResponse, OpsServer
-from connector.store.db import session_scope
-from connector.store.health import troubles
-from connector.store.models import AdapterState, utcnow
+from connector.store.db import DatabaseError
+from connector.store.models import utcnow
+from connector.store.status import adapter_states, adapters_troubles
 
 if TYPE_CHECKING:
     from connector.engine.runtime import Runtime
@@ -105,16 +103,14 @@ def readiness(engine: Runtime, now: datetime | None = None) -> tuple[bool, dict[
     says what an operator would otherwise find only in ``status``."""
     now = now or utcnow()
     try:
-        with session_scope(engine.db) as db:
-            states = {s.adapter: s for s in db.exec(select(AdapterState)).all()}
-    except SQLAlchemyError as exc:
+        states = adapter_states(engine.db)
+    except DatabaseError as exc:
         log.warning("readiness: database read failed: %s", type(exc).__name__)
         return False, {"ready": False, "database": f"unreachable ({type(exc).__name__})",
                        "adapters": {}}
     try:
-        with session_scope(engine.db) as db:
-            trouble = {name: troubles(db, name, now) for name in engine.adapters}
-    except SQLAlchemyError:
+        trouble = adapters_troubles(engine.db, engine.adapters, now)
+    except DatabaseError:
         trouble = {}
     adapters = {}
     for name, adapter in engine.adapters.items():

@@ -11,10 +11,12 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeAlias
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,14 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 0x55505A59  # "UPZY": the advisory lock key that serialises migrations
 READ_ONLY = "connector_read_only"
+
+Database: TypeAlias = Engine
+"""The handle the commands and the daemon hold and pass back into store functions: they know no
+SQL (docs/architecture.md), so they never query through it themselves."""
+
+DatabaseError = SQLAlchemyError
+"""Any failure of the database (unreachable, refused, a broken statement): the one error the
+layers above the store catch, to report an outage instead of failing, without importing SQL."""
 
 
 def make_engine(url: str) -> Engine:
