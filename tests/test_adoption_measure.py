@@ -75,7 +75,7 @@ def test_thresholds_are_inclusive(score: float, expected: Adoption) -> None:
 def _row(score: float | None, adoption: str | None, level: str | None = None):  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime
 
-    from connector.store.adoption import ReportRow
+    from connector.store.reports import ReportRow
 
     at = datetime(2026, 12, 1, tzinfo=UTC)
     return ReportRow("zd", "posted", "draft", adoption, level, score, None, at, at, None, None)

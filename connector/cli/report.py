@@ -1,6 +1,6 @@
 """``connector report``: are the drafts used? Per adapter and overall, for a window of time.
 
-Counts come from the store (``store.adoption.report_rows``): drafts posted, fallback notes,
+Counts come from the store (``store.reports.report_rows``): drafts posted, fallback notes,
 what agents did with the drafts (``engine/adoption.py``), how long customers waited for a draft
 and for the first agent reply (drafted tickets against the others), adoption by Uppzy's
 confidence, and the ``draft.min_confidence`` that table suggests. Shadow mode reports the
@@ -20,12 +20,11 @@ from statistics import median
 from typing import Annotated, Any
 
 import typer
-from sqlmodel import Session
 
 from connector.cli.app import ConfigOpt, LevelOpt, command, load, out, setup
 from connector.core.errors import UsageError
 from connector.engine.adoption import Adoption
-from connector.store.adoption import ReportRow
+from connector.store.reports import ReportRow
 
 MOSTLY = 0.5  # a band whose decided drafts are discarded more often than this is "mostly"
 MIN_DECIDED = 5  # fewer verdicts than this in a band say nothing about it
@@ -200,9 +199,9 @@ def report_command(
     cfg = load(config)
     from connector.cli.report_html import render
     from connector.engine.backfill_request import make_window
-    from connector.store.adoption import report_rows
     from connector.store.models import utcnow
     from connector.store.probe import open_existing
+    from connector.store.reports import report_rows
 
     if fmt not in ("table", "json", "csv"):
         raise UsageError("--format: table, json or csv")
@@ -212,8 +211,7 @@ def report_command(
     end = window.until or utcnow()
     db = open_existing(cfg.database.url)
     try:
-        with Session(db) as session:
-            rows = report_rows(session, window.since, end, adapter)
+        rows = report_rows(db, window.since, end, adapter)
     finally:
         db.dispose()
     report = build(rows, window.since, end)

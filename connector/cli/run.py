@@ -66,10 +66,9 @@ def db_upgrade(config: ConfigOpt = None, log_level: LevelOpt = "info") -> None:
     """Apply database migrations (also done at every `run`)."""
     setup(log_level)
     cfg = load(config)
-    from connector.store.db import current_revision, make_engine, migrate
+    from connector.store.db import current_revision, open_migrated
     from connector.store.probe import inspect_database
 
     inspect_database(cfg.database.url)
-    db = make_engine(cfg.database.url)
-    migrate(db)
+    db = open_migrated(cfg.database.url)
     out.print(f"database at revision {current_revision(db)}")

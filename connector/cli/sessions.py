@@ -15,15 +15,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 from rich.text import Text
-from sqlmodel import Session, col, select
 
 from connector.cli.app import ConfigOpt, JsonOpt, LevelOpt, command, load, out, say_error, setup
 from connector.cli.checks import one_shot_client
 from connector.config import Config
 from connector.core.errors import RemoteError, SessionsError
 from connector.core.redact import redact
-from connector.store.db import make_engine, migrate
+from connector.store.db import open_migrated
 from connector.store.models import ChatSession
+from connector.store.reports import chat_sessions
 
 STATES: dict[str, tuple[str, ...]] = {"open": ("open",), "closed": ("closing", "closed")}
 
@@ -72,18 +72,11 @@ def collect(
 def _our_sessions(
     config: Config, adapter: str | None, status: str | None,
 ) -> list[dict[str, Any]]:
-    db = make_engine(config.database.url)
+    adapters = [adapter] if adapter is not None else [a.name for a in config.adapters]
+    db = open_migrated(config.database.url)
     try:
-        migrate(db)
-        query = select(ChatSession).order_by(col(ChatSession.created_at))
-        if adapter is not None:
-            query = query.where(ChatSession.adapter == adapter)
-        else:
-            query = query.where(col(ChatSession.adapter).in_([a.name for a in config.adapters]))
-        if status is not None:
-            query = query.where(col(ChatSession.state).in_(STATES[status]))
-        with Session(db) as session:
-            return [_ours(row) for row in session.exec(query)]
+        rows = chat_sessions(db, adapters, None if status is None else STATES[status])
+        return [_ours(row) for row in rows]
     finally:
         db.dispose()
 

@@ -1,5 +1,5 @@
 """Reads and writes of draft adoption: which posted drafts wait for a verdict, the verdicts,
-implicit feedback, expiry, and the rows ``status`` and ``report`` count.
+implicit feedback, expiry, and the counts ``status`` shows (``report``'s rows: ``reports.py``).
 
 A posted draft is a turn in state ``posted`` with outcome ``draft`` (a fallback note never is);
 its ``adoption`` stays NULL while it is pending. Every write here is conditional on the verdict
@@ -9,13 +9,12 @@ repeated after a crash, record one verdict and count it once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, func, update
 from sqlmodel import Session, col, select
 
-from connector.store.models import Feedback, FeedbackState, MessageRecord, Turn, TurnState
+from connector.store.models import Feedback, FeedbackState, Turn, TurnState
 
 DRAFT = "draft"
 PENDING = "pending"
@@ -78,41 +77,3 @@ def adoption_counts(db: Session, adapter: str) -> dict[str, int]:
     rows = db.exec(select(Turn.adoption, func.count()).where(
         Turn.adapter == adapter, *_is_draft()).group_by(Turn.adoption)).all()
     return {(verdict or PENDING): int(n) for verdict, n in rows}
-
-
-@dataclass(frozen=True)
-class ReportRow:
-    """One turn of the report's window, with what happened to it."""
-
-    adapter: str
-    state: str
-    outcome: str | None  # draft | fallback (answered turns)
-    adoption: str | None
-    confidence_level: str | None
-    confidence_score: float | None
-    similarity: float | None  # shadow mode
-    customer_at: datetime
-    posted_at: datetime | None
-    first_agent_reply_at: datetime | None
-    reason: str | None
-
-
-def report_rows(db: Session, since: datetime, until: datetime,
-                adapter: str | None = None) -> list[ReportRow]:
-    """Turns whose customer message falls in the window, each with the first public agent
-    reply after that message (None when nobody replied yet)."""
-    asked = select(MessageRecord.id).where(
-        MessageRecord.adapter == Turn.adapter,
-        MessageRecord.external_id == Turn.last_message_id).correlate(Turn).scalar_subquery()
-    first_reply = select(func.min(MessageRecord.created_at)).where(
-        MessageRecord.adapter == Turn.adapter, MessageRecord.ticket_id == Turn.ticket_id,
-        MessageRecord.role == "agent", col(MessageRecord.public), ~col(MessageRecord.ours),
-        col(MessageRecord.id) > func.coalesce(asked, 0),
-    ).correlate(Turn).scalar_subquery()
-    query = select(Turn.adapter, Turn.state, Turn.outcome, Turn.adoption, Turn.confidence_level,
-                   Turn.confidence_score, Turn.similarity, Turn.last_message_at, Turn.posted_at,
-                   first_reply, Turn.reason).where(
-        Turn.last_message_at >= since, Turn.last_message_at < until)
-    if adapter is not None:
-        query = query.where(Turn.adapter == adapter)
-    return [ReportRow(*row) for row in db.exec(query.order_by(col(Turn.id))).all()]

@@ -110,6 +110,18 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def open_migrated(url: str) -> Engine:
+    """The engine of a database brought to the newest schema (created if need be), for a
+    command that may migrate; its connections are released when the migration fails."""
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
 def current_revision(engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
