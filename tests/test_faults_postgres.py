@@ -30,6 +30,7 @@ from adapters.base import Ticket
 from adapters.simulation import Fault
 from adapters.zendesk.simulator import ZendeskSimulator
 from connector.config import parse_config
+from connector.daemon import launch
 from connector.engine import conversation, ingest
 from connector.engine.runtime import Runtime
 from connector.store import claims
@@ -112,6 +113,49 @@ def test_a_daemon_started_while_the_database_is_down_waits_for_it(
     finally:
         if proc.poll() is None:
             proc.kill()
+        proxy.stop()
+
+
+def test_a_database_lost_during_the_start_is_waited_for(
+    pg_url: str, tmp_path: Path, uppzy: UppzySimulator, zendesk: ZendeskSimulator,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+):
+    """The database answered the first look, then went away while the daemon migrated (a
+    restart during a failover): the start waits for it like a database silent from the first
+    look. The soak caught it exiting 2 there, which the shipped unit does not restart."""
+    host, _, rest = pg_url.partition("@")[2].partition(":")
+    port = int(rest.split("/")[0])
+    proxy = TcpProxy(host, port).start()
+    url = pg_url.replace(f"@{host}:{port}/", f"@127.0.0.1:{proxy.port}/")
+    config = parse_config(pg_config(tmp_path, uppzy, zendesk, url))
+    looked = launch.inspect_database
+    cuts: list[threading.Timer] = []
+
+    def look_then_cut(url: str):
+        state = looked(url)
+        if not cuts:  # the first look succeeds; the start that follows meets the cut
+            proxy.cut()
+            cuts.append(threading.Timer(1.5, proxy.restore))
+            cuts[0].start()
+        return state
+
+    monkeypatch.setattr(launch, "inspect_database", look_then_cut)
+    try:
+        with caplog.at_level(logging.WARNING, logger="connector"):
+            runtime, ops = launch.start_when_the_database_answers(config, most=1.0)
+        try:
+            assert "waiting for the database" in caplog.text
+            assert "database.url" in caplog.text
+            tid = zendesk.create_ticket(zendesk.add_user("C", "end-user", "c@example.org"),
+                                        "Q?")
+            assert runtime.run_once()
+            assert notes_per_ticket(zendesk)[tid] == 1
+        finally:
+            runtime.shutdown(grace=2)
+            ops.stop()
+    finally:
+        for timer in cuts:
+            timer.cancel()
         proxy.stop()
 
 

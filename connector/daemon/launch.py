@@ -18,8 +18,9 @@ from connector.daemon.ops import Ops, start_ops
 from connector.daemon.scheduler import Daemon
 from connector.daemon.webhook_route import register_webhooks
 from connector.engine.runtime import Runtime
+from connector.store.db import DatabaseError
 from connector.store.pauses import paused
-from connector.store.probe import inspect_database
+from connector.store.probe import diagnose, inspect_database, sqlite_path
 
 log = logging.getLogger("connector")
 
@@ -57,6 +58,11 @@ def start(config: Config, *, serve: bool) -> tuple[Runtime, Ops]:
         if ops is not None:
             ops.stop()  # lets the "key refused" alert go out
         raise
+    except DatabaseError:  # gone during the start: let go of what was built before a retry
+        if ops is not None:
+            ops.stop()
+        runtime.shutdown(grace=0)
+        raise
     return runtime, ops
 
 
@@ -73,26 +79,33 @@ def run_once(config: Config) -> Finished:
     return Finished(fatal=runtime.fatal, paused=stuck if everything_paused else {})
 
 
-def wait_for_database(url: str, *, most: float = DATABASE_WAIT_MAX) -> None:
-    """Return once the database answers, waiting (1 s, doubling, at most ``most``) while its
-    server does not. The service unit does not restart exit 2, so exiting here would turn one
-    blip at start (a host booting before PostgreSQL, a failover) into a stopped connector; a
-    URL that cannot work is still raised at once, and SIGTERM still stops the wait."""
+def start_when_the_database_answers(config: Config, *, most: float = DATABASE_WAIT_MAX
+                                    ) -> tuple[Runtime, Ops]:
+    """``start``, waiting (1 s, doubling, at most ``most``) while the database server does not
+    answer, whether it is silent at the first look or goes away during the start (migrations,
+    taking claims back). The service unit does not restart exit 2, so exiting here would turn
+    one blip at start (a host booting before PostgreSQL, a failover, a restart during a cut)
+    into a stopped connector; a URL that cannot work is still raised at once, and SIGTERM
+    still stops the wait."""
     delay = 1.0
     while True:
         try:
-            inspect_database(url)
-            return
+            return start(config, serve=True)
         except DatabaseUnreachable as exc:
-            log.warning("%s; waiting for the database, next try in %.0f s", exc.headline(), delay)
-            time.sleep(delay)
-            delay = min(delay * 2, most)
+            trouble = exc
+        except DatabaseError as exc:
+            diagnosed = diagnose(exc, server=sqlite_path(config.database.url) is None)
+            if not isinstance(diagnosed, DatabaseUnreachable):
+                raise
+            trouble = diagnosed
+        log.warning("%s; waiting for the database, next try in %.0f s", trouble.headline(), delay)
+        time.sleep(delay)
+        delay = min(delay * 2, most)
 
 
 def run_until_stopped(config: Config) -> Finished:
     """The daemon: every job on its schedule until SIGINT/SIGTERM/SIGHUP or a fatal error."""
-    wait_for_database(config.database.url)
-    runtime, ops = start(config, serve=True)
+    runtime, ops = start_when_the_database_answers(config)
     daemon = Daemon(runtime, stale_check=ops.check_stale)
     daemon.install_signal_handlers()
     daemon.run()

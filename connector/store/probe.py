@@ -78,7 +78,7 @@ def inspect_database(url: str) -> DatabaseState:
                 writable = bool(connection.execute(text(
                     "SELECT has_schema_privilege(current_schema(), 'CREATE')")).scalar())
     except SQLAlchemyError as exc:
-        raise _unusable(exc, server=path is None) from None
+        raise diagnose(exc, server=path is None) from None
     finally:
         engine.dispose()
     return DatabaseState(True, revision, head, writable)
@@ -101,14 +101,14 @@ def _engine(url: str, *, server: bool) -> Engine:
         with engine.connect():
             pass
     except SQLAlchemyError as exc:
-        raise _unusable(exc, server=server) from None
+        raise diagnose(exc, server=server) from None
     return engine
 
 
 UNREACHABLE_STATES = {None, "57P03"}  # no answer at all; "cannot connect now" (starting up)
 
 
-def _unusable(exc: SQLAlchemyError, *, server: bool) -> DatabaseUnusable:
+def diagnose(exc: SQLAlchemyError, *, server: bool) -> DatabaseUnusable:
     """The error for ``exc``: a database server that did not answer is ``DatabaseUnreachable``
     (the driver gives no SQLSTATE when the connection itself failed, or 57P03 while the server
     starts); a refused login, a missing database or a bad file is the setting's fault."""
