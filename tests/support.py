@@ -101,3 +101,13 @@ class SeenCalls(Sequence[T]):
 
     def __len__(self) -> int:
         return len(self._items())
+
+
+def claim_reads(engine: Any, limit: int) -> list[Any]:
+    """Claim due conversation reads as a dispatch does (its steps left to the caller)."""
+    from connector.store import claims
+
+    tickets, _ = claims.claim_work(
+        engine.db, engine.instance_id, engine.lease_ttl, adapters=list(engine.adapters),
+        tickets=limit, turns=[], posting_grace=engine.posting_grace)
+    return tickets

@@ -20,6 +20,7 @@ import requests
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, select
+from support import claim_reads
 from test_pipeline import notes_per_ticket, turns
 
 from adapters.simulation import Fault
@@ -27,7 +28,7 @@ from adapters.text import body_text, clean_body
 from adapters.zendesk.simulator import ZendeskSimulator
 from connector.cli.status import collect
 from connector.daemon.ops import start_ops
-from connector.engine import conversation, ingest
+from connector.engine import conversation
 from connector.engine.estimator import AnswerTimeEstimator
 from connector.engine.runtime import Runtime
 from connector.store import claims
@@ -281,8 +282,7 @@ def test_a_claim_left_by_a_step_that_died_is_not_renewed(
     _, tickets = seed(zendesk, 1)
     engine = make_engine(engine=FAST)
     engine.poll("zd")
-    with session_scope(engine.db) as db:
-        reads = ingest.claim_tickets(engine, db, 10)
+    reads = claim_reads(engine, 10)
     for record in reads:
         conversation.sync_ticket(engine, record)
     with session_scope(engine.db) as db:  # the claim a dispatch makes; its step never runs

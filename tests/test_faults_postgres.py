@@ -13,9 +13,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from support import wait_for
+from support import claim_reads, wait_for
 from test_faults import FAST, drive
 from test_pipeline import notes_per_ticket, turns
 from test_postgres import (  # noqa: F401  (pg_url: a fixture)
@@ -33,9 +34,9 @@ from connector.config import parse_config
 from connector.daemon import launch
 from connector.engine import conversation, ingest
 from connector.engine.runtime import Runtime
-from connector.store import claims
+from connector.store import claims, tickets
 from connector.store.db import session_scope
-from connector.store.models import utcnow
+from connector.store.models import AdapterState, utcnow
 from connector.testing.tcp_proxy import TcpProxy
 from connector.testing.uppzy_sim import UppzySimulator
 
@@ -168,8 +169,7 @@ def test_a_restart_under_the_same_instance_id_takes_its_claims_back_at_once(
     tid = zendesk.create_ticket(customer, "Question?")
     first = engines(pg_url, "pod-a", engine={"lease_ttl": "60s"})
     first.poll("zd")
-    with session_scope(first.db) as db:
-        reads = ingest.claim_tickets(first, db, 10)
+    reads = claim_reads(first, 10)
     for record in reads:
         conversation.sync_ticket(first, record)
     with session_scope(first.db) as db:  # a step under way when the pod was killed
@@ -306,22 +306,21 @@ def test_three_daemons_one_killed_close_and_rate_each_solved_ticket_once(
 
 
 def _read_due(engine: Runtime, tid: int) -> bool:
-    with session_scope(engine.db) as db:
-        return bool(ingest._ticket_rows(db, "zd", [str(tid)])[str(tid)].needs_sync)
+    return bool(tickets.rows(engine.db, "zd", [str(tid)])[str(tid)].needs_sync)
 
 
 def test_a_change_marked_while_the_ticket_is_read_gets_its_own_read(
     pg_url: str, engines, zendesk: ZendeskSimulator, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
 ):
-    """Another instance's poll (or a webhook) marks the ticket between the read's load of its
-    row and the read's commit. The read covers only the change it claimed, so the row must stay
+    """Another instance's poll (or a webhook) marks the ticket between the read's snapshot of
+    its row and the read's commit. The read covers only the change it claimed, so the row must stay
     due: clearing the mark from the read's stale copy of the row loses the change (a solved
     ticket whose session then never closes)."""
     customer = zendesk.add_user("C", "end-user", "c@example.org")
     tid = zendesk.create_ticket(customer, "Question?")
     engine = engines(pg_url, "reader")
     engine.poll("zd")
-    original = conversation.apply_conversation
+    original = conversation.plan
 
     def marked_meanwhile(*args, **kwargs):
         marker = threading.Thread(target=ingest.mark_ticket, args=(engine, "zd", str(tid)))
@@ -329,29 +328,40 @@ def test_a_change_marked_while_the_ticket_is_read_gets_its_own_read(
         marker.join(timeout=10)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(conversation, "apply_conversation", marked_meanwhile)
-    with session_scope(engine.db) as db:
-        [record] = ingest.claim_tickets(engine, db, 10)
+    monkeypatch.setattr(conversation, "plan", marked_meanwhile)
+    [record] = claim_reads(engine, 10)
     conversation.sync_ticket(engine, record)
     assert _read_due(engine, tid)
 
 
+@pytest.mark.parametrize("tries", [1, ingest.PAGE_TRIES])
 def test_a_poll_that_loaded_the_row_before_a_read_ended_keeps_its_mark(
-    pg_url: str, engines, zendesk: ZendeskSimulator,  # noqa: F811
+    pg_url: str, engines, zendesk: ZendeskSimulator, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    tries: int,
 ):
     """The poll loads a page's rows, a read of one of them ends (clearing the mark it covered),
     then the poll stores the change it saw: the row must be due again, whatever the poll's copy
-    of the row said."""
+    of the row said (with one try, the poll writes what it decided on that copy; with more, it
+    finds the row changed and decides again)."""
     customer = zendesk.add_user("C", "end-user", "c@example.org")
     tid = zendesk.create_ticket(customer, "Question?")
     engine = engines(pg_url, "poller")
     engine.poll("zd")
+    [record] = claim_reads(engine, 10)
     with session_scope(engine.db) as db:
-        [record] = ingest.claim_tickets(engine, db, 10)
-    with session_scope(engine.db) as poll_db:
-        rows = ingest._ticket_rows(poll_db, "zd", [str(tid)])
-        conversation.sync_ticket(engine, record)  # the read ends meanwhile
-        assert not _read_due(engine, tid)
-        solved = Ticket(external_id=str(tid), status="solved", resolved=True)
-        assert ingest._mark_changed(engine, poll_db, "zd", solved, rows) == 1
-    assert _read_due(engine, tid)
+        cursor = db.get(AdapterState, "zd").cursor  # type: ignore[union-attr]
+    snapshot, ended = tickets.rows, []
+
+    def read_ends_meanwhile(*args: Any) -> Any:
+        rows = snapshot(*args)  # the poll's copy of its page
+        if not ended:
+            ended.append(True)
+            conversation.sync_ticket(engine, record)
+            assert not _read_due(engine, tid)
+        return rows
+
+    monkeypatch.setattr(tickets, "rows", read_ends_meanwhile)
+    monkeypatch.setattr(ingest, "PAGE_TRIES", tries)
+    solved = Ticket(external_id=str(tid), status="solved", resolved=True)
+    assert ingest._store_page(engine, "zd", [solved], cursor) == 1
+    assert ended and _read_due(engine, tid)

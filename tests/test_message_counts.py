@@ -14,12 +14,15 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 from sqlmodel import Session, select
+from support import claim_reads
 
 from adapters.base import Message, Role
 from adapters.simulation import SimRequest, SimResponse
 from adapters.zendesk.simulator import ZendeskSimulator
-from connector.engine import conversation, ingest
+from connector.engine import conversation
 from connector.engine.runtime import Runtime
+from connector.store import conversation as store_conversation
+from connector.store import tickets
 from connector.store.db import session_scope
 from connector.store.models import TicketRecord, Turn, TurnState, utcnow
 from connector.testing.uppzy_sim import UppzySimulator
@@ -220,24 +223,24 @@ def test_counts_are_unknown_while_our_post_may_be_in_flight_or_after_a_reconcili
     messages = [Message("1", "7", now, Role.CUSTOMER, True, "q"),
                 Message("2", "7", now, Role.AGENT, False, "note")]
     with session_scope(engine.db) as db:
-        record = TicketRecord(adapter="zd", external_id="7", reported_messages=2, change_seq=1)
-        db.add(record)
+        db.add(TicketRecord(adapter="zd", external_id="7", reported_messages=2, change_seq=1))
         db.add(Turn(adapter="zd", ticket_id="7", session_id="zd-7", site_id="s",
                     state=TurnState.POSTING, last_message_id="1", last_message_at=now))
-        db.flush()
-        engine.count_proofs["zd"] = {"6"}  # one other ticket proved it already
-        conversation._count_read(engine, db, record, messages, 1)
-        assert record.known_messages is None
-        assert "zd" in engine.counts_private  # the calibration itself does not depend on it
+    engine.count_proofs["zd"] = {"6"}  # one other ticket proved it already
+    seen = store_conversation.read(engine.db, "zd", "7", ["1", "2"], epoch=False, shadow=False)
+    assert seen.ticket is not None and seen.posting
+    assert conversation._count_read(engine, seen.ticket, messages, 1, posting=seen.posting) \
+        is None
+    assert "zd" in engine.counts_private  # the calibration itself does not depend on it
     with session_scope(engine.db) as db:
         db.execute(update(TicketRecord).values(known_messages=2))
-        ingest.note_own_post(db, "zd", "7", counted=True)
+        tickets.count_own_post(db, "zd", "7", counted=True)
     assert _known(engine) == 3
     with session_scope(engine.db) as db:
-        ingest.note_own_post(db, "zd", "7", counted=False)  # found again by its marker
+        tickets.count_own_post(db, "zd", "7", counted=False)  # found again by its marker
     assert _known(engine) is None
     with session_scope(engine.db) as db:
-        ingest.note_own_post(db, "zd", "7", counted=True)  # unknown stays unknown
+        tickets.count_own_post(db, "zd", "7", counted=True)  # unknown stays unknown
     assert _known(engine) is None
 
 
@@ -276,7 +279,6 @@ def test_the_read_that_can_prove_the_counts_goes_before_a_backlog_of_first_reads
     with session_scope(engine.db) as db:  # the burst has waited in the backlog for a while
         db.execute(update(TicketRecord).where(TicketRecord.external_id != str(first))
                    .values(sync_after=utcnow() - timedelta(minutes=10)))
-    with session_scope(engine.db) as db:
-        claimed = ingest.claim_tickets(engine, db, 1)
+    claimed = claim_reads(engine, 1)
     assert [r.external_id for r in claimed] == [str(first)]
     assert all(row(engine, t).needs_sync for t in burst)

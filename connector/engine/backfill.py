@@ -4,7 +4,7 @@ Live polling treats every message older than an adapter's epoch as history, so a
 wrote before the first poll never gets a draft. Backfill lists the adapter's tickets for a window
 (``Adapter.list_tickets``, whose position is its own: the live cursor is neither read nor moved),
 decides from each conversation whether the customer still waits, and queues those tickets through
-the live rules (``apply_conversation`` with ``history_ok``): one turn per ticket, in the ticket's
+the live rules (``conversation.plan`` with ``history_ok``): one turn per ticket, in the ticket's
 session. Meanwhile and afterwards it drives the engine's dispatch and housekeeping, without
 polling, until its turns have ended.
 
@@ -19,14 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-
-from sqlalchemy import Engine as Database
-from sqlalchemy import inspect, make_url
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from dataclasses import replace
 
 from adapters.base import Adapter, Message, Ticket
 from adapters.registry import adapter_class
@@ -49,18 +42,12 @@ from connector.engine.backfill_request import (
     Window,
     waiting_message,
 )
-from connector.engine.conversation import apply_conversation
+from connector.engine.conversation import announce, plan
 from connector.engine.runtime import Runtime
-from connector.store.db import make_engine, session_scope
-from connector.store.models import (
-    ACTIVE_TURN_STATES,
-    BackfillItem,
-    MessageRecord,
-    TicketRecord,
-    Turn,
-    TurnState,
-    utcnow,
-)
+from connector.store import backfill as store
+from connector.store import conversation
+from connector.store.db import Conflict, Database
+from connector.store.models import BackfillItem, TicketRecord, TurnState, utcnow
 from connector.store.models import BackfillOutcome as Outcome
 
 log = logging.getLogger(__name__)
@@ -126,26 +113,14 @@ def _dry_run(
     even a new SQLite file: without one there is simply nothing done yet)."""
     settings = config.adapter(name)
     adapter = adapter_class(settings.type)(settings)
-    url = make_url(config.database.url)
-    missing = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
-        and not Path(url.database).exists()
-    db = None if missing else make_engine(config.database.url)
+    db = store.open_if_present(config.database.url)
     try:
         return Backfill(None, name, window, adapter=adapter, db=db, limit=limit, stop=stop,
                         on_progress=on_progress).run()
     finally:
         adapter.close()
         if db is not None:
-            db.dispose()
-
-
-@dataclass
-class _Known:
-    """What the store already holds about one ticket."""
-
-    item: BackfillItem | None = None
-    posted_ids: set[str] = field(default_factory=set)
-    in_turns: set[str] = field(default_factory=set)  # its messages already part of a turn
+            store.close(db)
 
 
 class Backfill:
@@ -174,8 +149,7 @@ class Backfill:
         self.on_progress = on_progress
         self.progress = Progress()
         self.result = BackfillResult(self.progress)
-        self._store = self.db is not None and inspect(self.db).has_table(
-            BackfillItem.__tablename__)
+        self._store = self.db is not None and store.has_items(self.db)
         self._seen: set[str] = set()
         self._open: set[int] = set()  # turns this run waits for
         self._new_turns = 0
@@ -297,21 +271,22 @@ class Backfill:
     def _queue(self, ticket: Ticket, messages: list[Message], waiting: Message) -> None:
         """Turn and decision in one transaction, so a crash leaves both or neither."""
         engine = _engine(self.engine)
+        seen = conversation.read(engine.db, self.name, ticket.external_id,
+                                 [m.external_id for m in messages], epoch=False,
+                                 shadow=engine.config.shadow(engine.config.adapter(self.name)))
+        columns = _ticket_columns(engine, ticket)
+        record = seen.ticket or TicketRecord(adapter=self.name, external_id=ticket.external_id)
+        for key, value in columns.items():
+            setattr(record, key, value)
         try:
-            with session_scope(engine.db) as db:
-                record = _ticket_record(engine, db, self.name, ticket)
-                apply_conversation(engine, db, record, messages, history_ok=True)
-                db.flush()
-                turn_id = db.exec(select(MessageRecord.turn_id).where(
-                    MessageRecord.adapter == self.name,
-                    MessageRecord.external_id == waiting.external_id,
-                )).first()
-                item = self._decide(db, ticket, Outcome.QUEUED if turn_id else Outcome.SKIPPED,
-                                    None if turn_id else "not queued by the live rules")
-                item.turn_id = turn_id
-        except IntegrityError:  # the live poller stored the same messages meanwhile
+            turn_id, applied = store.queue(
+                engine.db, columns, plan(engine, record, messages, seen, history_ok=True),
+                waiting.external_id, self._decision(ticket, Outcome.QUEUED, None),
+                self._decision(ticket, Outcome.SKIPPED, "not queued by the live rules"))
+        except Conflict:  # the live poller stored the same messages meanwhile
             self._fail(ticket, "changed while being queued; run again")
             return
+        announce(engine, record, applied)
         if turn_id is None:
             self._count_skip("not queued by the live rules")
             return
@@ -338,42 +313,19 @@ class Backfill:
 
     def _write(self, ticket: Ticket, outcome: Outcome, reason: str) -> None:
         if self.engine is not None:
-            with session_scope(self.engine.db) as db:
-                self._decide(db, ticket, outcome, reason)
+            store.record(self.engine.db, self.name, ticket.external_id,
+                         self._decision(ticket, outcome, reason), utcnow())
 
-    def _decide(self, db: Session, ticket: Ticket, outcome: Outcome,
-                reason: str | None) -> BackfillItem:
-        item = db.exec(select(BackfillItem).where(
-            BackfillItem.adapter == self.name, BackfillItem.ticket_id == ticket.external_id
-        )).first() or BackfillItem(adapter=self.name, ticket_id=ticket.external_id,
-                                   since=self.window.since, outcome=outcome)
-        item.since, item.until = self.window.since, self.window.until
-        item.outcome, item.reason = outcome, reason[:500] if reason else None
-        item.ticket_updated_at = ticket.updated_at
-        item.updated_at = utcnow()
-        db.add(item)
-        return item
+    def _decision(self, ticket: Ticket, outcome: Outcome, reason: str | None) -> store.Decision:
+        return store.Decision(outcome, reason, self.window.since, self.window.until,
+                              ticket.updated_at)
 
     # ----- reading the store (also in a dry run) -----------------------------------------------
-    def _known(self, ticket_id: str) -> _Known:
-        """The store's view of a ticket, in one transaction (on SQLite every one of them waits
-        for the write lock the workers keep taking)."""
+    def _known(self, ticket_id: str) -> store.Known:
         if not self._store:
-            return _Known()
+            return store.Known(None, set(), set())
         assert self.db is not None  # the tables exist, so the database does
-        with Session(self.db) as db:
-            item = db.exec(select(BackfillItem).where(
-                BackfillItem.adapter == self.name, BackfillItem.ticket_id == ticket_id
-            )).first()
-            posted = db.exec(select(Turn.posted_id).where(
-                Turn.adapter == self.name, Turn.ticket_id == ticket_id,
-                col(Turn.posted_id).is_not(None),
-            )).all()
-            in_turns = db.exec(select(MessageRecord.external_id).where(
-                MessageRecord.adapter == self.name, MessageRecord.ticket_id == ticket_id,
-                col(MessageRecord.turn_id).is_not(None),
-            )).all()
-        return _Known(item, {p for p in posted if p}, set(in_turns))
+        return store.known(self.db, self.name, ticket_id)
 
     # ----- driving the engine ------------------------------------------------------------------
     def _drive(self) -> None:
@@ -412,23 +364,14 @@ class Backfill:
         """Count the turns that ended and record the outcome on their backfill items."""
         if not self._open:
             return
-        ended: list[tuple[int, str, str | None]] = []
-        with Session(_engine(self.engine).db) as db:
-            for chunk in _chunks(sorted(self._open), 500):
-                ended += [(turn_id, state, reason) for turn_id, state, reason in db.exec(
-                    select(Turn.id, Turn.state, Turn.reason).where(col(Turn.id).in_(chunk))
-                ).all() if state not in ACTIVE_TURN_STATES and turn_id is not None]
+        db = _engine(self.engine).db
+        ended = store.ended_turns(db, sorted(self._open))
         if not ended:
             return
-        with session_scope(_engine(self.engine).db) as db:
-            for turn_id, state, reason in ended:
-                posted = state == TurnState.POSTED
-                for item in db.exec(select(BackfillItem).where(
-                        BackfillItem.adapter == self.name, BackfillItem.turn_id == turn_id)):
-                    item.outcome = Outcome.DRAFTED if posted else Outcome.NOT_DRAFTED
-                    item.reason = None if posted else reason
-                    item.updated_at = utcnow()
-                    db.add(item)
+        store.record_ended(db, self.name, [
+            (turn_id, Outcome.DRAFTED, None) if state == TurnState.POSTED else
+            (turn_id, Outcome.NOT_DRAFTED, reason) for turn_id, state, reason in ended
+        ], utcnow())
         for turn_id, state, reason in ended:
             self._open.discard(turn_id)
             if state == TurnState.POSTED:
@@ -459,27 +402,15 @@ def _engine(engine: Runtime | None) -> Runtime:
     return engine
 
 
-def _chunks(values: list[int], size: int) -> Iterable[list[int]]:
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
-
-
-def _ticket_record(engine: Runtime, db: Session, adapter: str, ticket: Ticket) -> TicketRecord:
-    """The ticket's row, as the listing reports it. A new row needs no read by the live
-    poller (backfill has just read it); an existing one keeps whatever read it was due."""
-    record = db.exec(select(TicketRecord).where(
-        TicketRecord.adapter == adapter, TicketRecord.external_id == ticket.external_id
-    )).first()
-    if record is None:
-        record = TicketRecord(adapter=adapter, external_id=ticket.external_id, needs_sync=False,
-                              synced_at=utcnow())
-    record.status, record.resolved = bounds.label(ticket.status) or "", ticket.resolved
-    record.tags = " ".join(sorted(ticket.tags))
-    record.channel = bounds.label(ticket.channel)
-    record.requester_key = engine.requester_key(
-        ticket.requester_email, ticket.requester_id) or record.requester_key
-    record.remote_updated_at = ticket.updated_at
-    record.known_messages = None  # backfill reads without counting: unsure until a live read
-    db.add(record)
-    return record
-
+def _ticket_columns(engine: Runtime, ticket: Ticket) -> dict[str, object]:
+    """The ticket's row as the listing reports it; its count is unknown until a live read
+    (backfill reads without counting)."""
+    columns: dict[str, object] = {
+        "status": bounds.label(ticket.status) or "", "resolved": ticket.resolved,
+        "tags": " ".join(sorted(ticket.tags)), "channel": bounds.label(ticket.channel),
+        "remote_updated_at": ticket.updated_at, "known_messages": None,
+    }
+    key = engine.requester_key(ticket.requester_email, ticket.requester_id)
+    if key:
+        columns["requester_key"] = key
+    return columns

@@ -4,6 +4,12 @@ A read is a retryable step per ticket, claimed through the ticket's ``sync_after
 the ``change_seq`` it claimed, so a change seen by a poll meanwhile makes the ticket read again.
 Public customer messages after the last public agent reply become a turn; agent replies,
 internal notes, system events and our own posts never do.
+
+After the helpdesk answered, the store is visited twice: a read-only snapshot of what it knows
+of the ticket (``store.conversation.read``), then one transaction that writes what ``plan``
+decided from it (``record_read``). The decisions are made outside any transaction, so none of
+them holds SQLite's write lock; what may have changed in between is checked again by the
+writes (see ``store.conversation``).
 """
 
 from __future__ import annotations
@@ -12,33 +18,22 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, col, select
-
 from adapters.base import Message, Role, Ticket
 from connector.core.errors import (
     RateLimited,
     RemoteError,
 )
 from connector.engine import bounds, replies, sessions, verdicts
-from connector.engine.ingest import adapter_state, handle_adapter_error
+from connector.engine.ingest import handle_adapter_error
 from connector.engine.outcomes import Action, Step, disposition
 from connector.engine.render import own_post
-from connector.store import adoption as adoption_store
-from connector.store.db import session_scope
-from connector.store.models import (
-    ACTIVE_TURN_STATES,
-    Feedback,
-    MessageRecord,
-    SessionState,
-    TicketRecord,
-    Turn,
-    TurnState,
-    check_transition,
-    utcnow,
-)
-from connector.store.tickets import settle_read
+from connector.store import conversation as store
+from connector.store import tickets
+from connector.store.conversation import Applied, Changes, Ending, NewTurn, Snapshot
+from connector.store.db import StoreError
+from connector.store.messages import NewMessage
+from connector.store.models import ACTIVE_TURN_STATES, TicketRecord, TurnState, utcnow
+from connector.store.turns import Cancel
 
 if TYPE_CHECKING:
     from connector.engine.runtime import Runtime
@@ -46,18 +41,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COUNT_PROOFS = 2  # tickets whose reads must show that the helpdesk counts private messages
+# A turn being posted is left to the post step, which first looks for an earlier attempt's
+# note: every other active turn ends with its ticket.
+ENDABLE = tuple(s for s in ACTIVE_TURN_STATES if s != TurnState.POSTING)
 
 
 def sync_ticket(engine: Runtime, claimed: TicketRecord) -> None:
     """Read one claimed ticket's conversation and turn new customer messages into work."""
-    record, seq = claimed, claimed.change_seq
-    assert record.id is not None
-    row_id, name, ticket_id = record.id, record.adapter, record.external_id
+    seq = claimed.change_seq
+    assert claimed.id is not None
+    name, ticket_id = claimed.adapter, claimed.external_id
     adapter = engine.adapters[name]
     try:
-        ticket = adapter.get_ticket(ticket_id) if record.remote_updated_at is None and \
-            not record.status else None
-        messages = adapter.list_messages(ticket or _as_ticket(record))
+        ticket = adapter.get_ticket(ticket_id) if claimed.remote_updated_at is None and \
+            not claimed.status else None
+        messages = adapter.list_messages(ticket or _as_ticket(claimed))
     except RemoteError as exc:
         action = disposition(exc, Step.READ)
         if action is Action.GONE:
@@ -65,57 +63,65 @@ def sync_ticket(engine: Runtime, claimed: TicketRecord) -> None:
             # adapter), so a 404/301/403 on this one ticket means it is gone or out of sight.
             log.info("ticket %s/%s is gone (%s); ending its work", name, ticket_id,
                      type(exc).__name__)
-            _finish_gone(engine, row_id, seq, f"ticket no longer available: {type(exc).__name__}")
+            _finish_gone(engine, claimed, seq,
+                         f"ticket no longer available: {type(exc).__name__}")
             return
         if action is Action.PAUSE or isinstance(exc, RateLimited):
             handle_adapter_error(engine, name, exc, f"reading ticket {ticket_id}")
-        _sync_failed(engine, row_id, exc)
+        _sync_failed(engine, claimed, exc)
         return
-    messages = [bounds.message(m) for m in messages]
     try:
-        with session_scope(engine.db) as db:
-            record = db.get(TicketRecord, row_id)
-            if record is None:
-                return
-            if ticket is not None:
-                record.status = bounds.label(ticket.status) or ""
-                record.resolved = ticket.resolved
-                record.tags = " ".join(sorted(ticket.tags))
-                record.requester_key = engine.requester_key(
-                    ticket.requester_email, ticket.requester_id
-                )
-            apply_conversation(engine, db, record, messages)
-            _count_read(engine, db, record, messages, seq)
-            record.sync_after = utcnow()
-            record.sync_attempts = 0
-            record.sync_error = None
-            record.synced_at = utcnow()
-            settle_read(record, seq)
-            db.add(record)
-    except SQLAlchemyError as exc:
+        _store_read(engine, claimed, ticket, [bounds.message(m) for m in messages])
+    except StoreError as exc:
         # Stored nothing of this read (rolled back): read it again later, with the error shown.
-        _sync_failed(engine, row_id, exc)
+        _sync_failed(engine, claimed, exc)
 
 
-def _count_read(
-    engine: Runtime, db: Session, record: TicketRecord, messages: list[Message], seq: int
-) -> None:
-    """After a read: calibrate the adapter's count, and remember how many messages we read.
+def _store_read(engine: Runtime, claimed: TicketRecord, ticket: Ticket | None,
+                messages: list[Message]) -> None:
+    name = claimed.adapter
+    seen = store.read(engine.db, name, claimed.external_id, [m.external_id for m in messages],
+                      epoch=name not in engine.epochs,
+                      shadow=engine.config.shadow(engine.config.adapter(name)))
+    record = seen.ticket
+    if record is None or claimed.id is None:
+        return
+    values: dict[str, Any] = {}
+    if ticket is not None:
+        values = {"status": bounds.label(ticket.status) or "", "resolved": ticket.resolved,
+                  "tags": " ".join(sorted(ticket.tags)),
+                  "requester_key": engine.requester_key(ticket.requester_email,
+                                                        ticket.requester_id)}
+        for key, value in values.items():
+            setattr(record, key, value)
+    changes = plan(engine, record, messages, seen)
+    values.update(sync_after=changes.now, sync_attempts=0, sync_error=None,
+                  synced_at=changes.now, known_messages=_count_read(
+                      engine, record, messages, claimed.change_seq, posting=seen.posting))
+    applied = store.record_read(engine.db, claimed.id, claimed.change_seq, values, changes)
+    if applied is not None:
+        announce(engine, record, applied)
+
+
+def _count_read(engine: Runtime, record: TicketRecord, messages: list[Message], seq: int, *,
+                posting: bool) -> int | None:
+    """After a read: calibrate the adapter's count; how many messages we now know of.
 
     Calibration: nobody documents whether Zendesk's ``comment_count`` includes private comments,
-    and if it did not, trusting it would lose messages (see ``_mark_changed``). A read settles it:
-    a count that covers public messages only is smaller than the total whenever one of them is
-    private, and messages only ever get added, so a reported count (taken before this read) equal
-    to everything read, private messages among it, can only come from a count of every message.
-    Until reads of ``COUNT_PROOFS`` tickets show that, every report is read as before.
+    and if it did not, trusting it would lose messages (see ``ingest._mark_changed``). A read
+    settles it: a count that covers public messages only is smaller than the total whenever one
+    of them is private, and messages only ever get added, so a reported count (taken before this
+    read) equal to everything read, private messages among it, can only come from a count of
+    every message. Until reads of ``COUNT_PROOFS`` tickets show that, every report is read as
+    before.
 
-    ``known_messages`` stays unknown (None) while one of our posts on the ticket is under way:
-    this read may or may not contain it, and the +1 that recording the post adds
-    (``note_own_post``) would then count it twice. Adapters that report no count skip all this.
+    The count stays unknown (None) while one of our posts on the ticket is under way
+    (``posting``, seen after the helpdesk answered): this read may or may not contain it, and
+    the +1 that recording the post adds (``store.tickets.count_own_post``) would then count it
+    twice. Adapters that report no count skip all this.
     """
     if record.reported_messages is None:
-        record.known_messages = None
-        return
+        return None
     if record.adapter not in engine.counts_private and record.change_seq == seq and \
             record.reported_messages == len(messages) and not all(m.public for m in messages):
         # Two tickets must agree: one odd read (a comment the adapter dropped as malformed can
@@ -126,188 +132,110 @@ def _count_read(
             engine.counts_private.add(record.adapter)
             log.info("adapter %s: its message counts include private messages; a ticket whose "
                      "count is unchanged is no longer re-read", record.adapter)
-    posting = db.exec(select(Turn.id).where(
-        Turn.adapter == record.adapter, Turn.ticket_id == record.external_id,
-        Turn.state == TurnState.POSTING,
-    )).first()
-    record.known_messages = None if posting is not None else len(messages)
+    return None if posting else len(messages)
 
 
 def _as_ticket(record: TicketRecord) -> Ticket:
     return Ticket(external_id=record.external_id, status=record.status, resolved=record.resolved)
 
 
-def _sync_failed(engine: Runtime, row_id: int, exc: RemoteError | SQLAlchemyError) -> None:
+def _sync_failed(engine: Runtime, claimed: TicketRecord, exc: RemoteError | StoreError) -> None:
     """A read that failed is read again later, however often it fails: the cursor has moved
     past the ticket, so giving the read up would lose its messages. The error shows in
     ``status`` (``sync_error``) and the log; the wait grows up to ``engine.max_backoff``.
-    A 429 waits its ``Retry-After`` without growing the wait: it is the vendor pacing us."""
+    A 429 waits its ``Retry-After`` without growing the wait: it is the vendor pacing us.
+    The count of failures in a row is the claimed row's: nobody else writes it while the
+    read's lease holds."""
+    assert claimed.id is not None
     retry_after = getattr(exc, "retry_after", None)
     reason = str(exc) if isinstance(exc, RemoteError) else \
-        f"database error storing the conversation ({type(exc).__name__})"
-    with session_scope(engine.db) as db:
-        record = db.get(TicketRecord, row_id)
-        if record is None:
-            return
-        if not isinstance(exc, RateLimited):
-            record.sync_attempts += 1
-        record.sync_error = reason[:500]
-        delay = max(retry_after or 0.0, engine.backoff(record.sync_attempts))
-        record.sync_after = utcnow() + timedelta(seconds=delay)
-        db.add(record)
-        level = logging.ERROR if record.sync_attempts == engine.config.engine.max_attempts \
-            else logging.INFO if isinstance(exc, RateLimited) else logging.WARNING
-        log.log(level, "ticket %s/%s: read failed (%d in a row): %s; again in %.0fs",
-                record.adapter, record.external_id, record.sync_attempts, reason, delay)
+        f"database error storing the conversation ({exc.kind})"
+    counted = not isinstance(exc, RateLimited)
+    attempts = claimed.sync_attempts + counted
+    delay = max(retry_after or 0.0, engine.backoff(attempts))
+    tickets.read_failed(engine.db, claimed.id, counted=counted, reason=reason[:500],
+                        not_before=utcnow() + timedelta(seconds=delay))
+    level = logging.ERROR if attempts == engine.config.engine.max_attempts \
+        else logging.INFO if isinstance(exc, RateLimited) else logging.WARNING
+    log.log(level, "ticket %s/%s: read failed (%d in a row): %s; again in %.0fs",
+            claimed.adapter, claimed.external_id, attempts, reason, delay)
 
 
-def _finish_gone(engine: Runtime, row_id: int, seq: int, reason: str) -> None:
-    with session_scope(engine.db) as db:
-        record = db.get(TicketRecord, row_id)
-        if record is None:
-            return
-        record.resolved = True
-        record.sync_error = reason
-        _resolve(engine, db, record, reason)
-        settle_read(record, seq)
-        db.add(record)
+def _finish_gone(engine: Runtime, claimed: TicketRecord, seq: int, reason: str) -> None:
+    assert claimed.id is not None
+    applied = store.finish_gone(engine.db, claimed.id, seq, reason, _ending(engine, reason),
+                                utcnow())
+    _log_closing(applied)
 
 
-def apply_conversation(
-    engine: Runtime, db: Session, record: TicketRecord, messages: list[Message], *,
-    history_ok: bool = False,
-) -> None:
-    """Store new messages and decide what they mean: a new turn, a cancel, a session close.
+def plan(engine: Runtime, record: TicketRecord, messages: list[Message], seen: Snapshot, *,
+         history_ok: bool = False) -> Changes:
+    """Decide what the read means: new messages, a new turn, a cancel, a session close.
 
     Only public customer messages that came after the last public agent reply, and after the
     adapter's epoch, start work; our own posts (recognised by marker or posted id), agent
     replies, internal notes and system events never do. ``history_ok`` is backfill's: no epoch,
     and messages stored earlier as history (in no turn yet) count as new.
     """
-    name = record.adapter
-    known, elsewhere = _known_messages(db, record, [m.external_id for m in messages])
-    _end_merged_sources(engine, db, record, elsewhere)
-    posted_ids = set(db.exec(select(Turn.posted_id).where(
-        Turn.adapter == name, Turn.ticket_id == record.external_id,
-        col(Turn.posted_id).is_not(None),
-    )).all())
-    epoch = None if history_ok else _epoch(engine, db, name)
+    name, now = record.adapter, utcnow()
     # Shadow mode answers what agents already answered too: that is the comparison.
     shadow = engine.config.shadow(engine.config.adapter(name))
+    epoch = None if history_ok else _epoch(engine, name, seen.epoch)
+    rows, new_customer, last_agent = _sort(messages, seen, epoch, shadow=shadow,
+                                           history_ok=history_ok)
+    merged = {source: _ending(engine, f"merged into ticket {record.external_id}", "merged")
+              for source in sorted(seen.elsewhere)}
+    judged = verdicts.judge_drafts(engine, seen.drafts, messages, rows, now)
+    rating = _rating(engine, record)
+    if record.resolved:
+        return Changes(name, record.external_id, now, rows, merged, judged, rating=rating,
+                       ending=_ending(engine, f"ticket {record.status or 'resolved'}"))
+    answered = None
+    if last_agent >= 0 and not shadow:
+        # The ids of messages before the agent's reply, in conversation order: timestamps
+        # have whole seconds, so they cannot order a reply and a question of one second.
+        answered = Cancel(cancelled("answered by an agent"),
+                          (TurnState.QUEUED, TurnState.ANSWERED),
+                          frozenset(m.external_id for m in messages[:last_agent]))
+    return Changes(
+        name, record.external_id, now, rows, merged, judged, answered=answered, rating=rating,
+        similarities=replies.similarities(seen.shadowed, rows) if shadow else {},
+        turn=_new_turn(engine, record, new_customer) if new_customer else None,
+    )
+
+
+def _sort(messages: list[Message], seen: Snapshot, epoch: datetime | None, *, shadow: bool,
+          history_ok: bool) -> tuple[list[NewMessage], list[Message], int]:
+    """The messages to store, the customer's new ones, and the index of the last public
+    agent reply (-1: none)."""
     last_agent_index = -1
     new_customer: list[Message] = []
-    rows: list[dict[str, Any]] = []
+    rows: list[NewMessage] = []
     for index, message in enumerate(messages):
-        ours = own_post(message, posted_ids)
+        ours = own_post(message, seen.posted_ids)
         if message.role == Role.AGENT and message.public and not ours:
             last_agent_index = index
             if not shadow:
                 new_customer.clear()  # a human answered everything before this
-        if message.external_id not in known:
-            rows.append(_message_row(record, message, ours))
-        elif not history_ok or known[message.external_id] is not None:
+        if message.external_id not in seen.known:
+            rows.append(NewMessage(message.external_id, message.role.value, message.public,
+                                   ours, message.created_at, message.body))
+        elif not history_ok or seen.known[message.external_id] is not None:
             continue
         if message.role == Role.CUSTOMER and message.public and not ours and \
                 (epoch is None or message.created_at >= epoch) and index > last_agent_index:
             new_customer.append(message)
-    if rows:
-        # One executemany, in conversation order (row ids order the conversation: replies.py);
-        # an ORM flush of the same rows cost several times as much.
-        db.execute(insert(MessageRecord.__table__), rows)  # type: ignore[attr-defined]
-    verdicts.judge_ticket(engine, db, record, messages)
-    if record.resolved:
-        _resolve(engine, db, record, f"ticket {record.status or 'resolved'}")
-        _collect_feedback(engine, db, record)
-        return
-    if last_agent_index >= 0 and not shadow:
-        answered = {m.external_id for m in messages[:last_agent_index]}
-        _cancel_answered_by_agent(db, record, answered)
-    if shadow:
-        db.flush()
-        replies.compare_shadowed(db, name, record.external_id)
-    if new_customer:
-        if _had_closed_session(db, record):
-            log.info("ticket %s/%s reopened; continuing in a new session", name,
-                     record.external_id)
-        _add_turn(engine, db, record, new_customer)
-    _collect_feedback(engine, db, record)
+    return rows, new_customer, last_agent_index
 
 
-def _message_row(record: TicketRecord, message: Message, ours: bool) -> dict[str, Any]:
-    return {"adapter": record.adapter, "ticket_id": record.external_id,
-            "external_id": message.external_id, "role": message.role.value,
-            "public": message.public, "ours": ours, "created_at": message.created_at,
-            "body": message.body, "turn_id": None}
-
-
-def _known_messages(
-    db: Session, record: TicketRecord, ids: list[str]
-) -> tuple[dict[str, int | None], set[str]]:
-    """Which of ``ids`` are stored already (with their turn), and in which other tickets.
-
-    Looked up across the adapter, not the ticket: a merge moves messages (same ids) into
-    another ticket, where they are history, not news.
-    """
-    known: dict[str, int | None] = {}
-    elsewhere: set[str] = set()
-    for start in range(0, len(ids), 500):
-        for external_id, turn_id, ticket_id in db.exec(select(
-            MessageRecord.external_id, MessageRecord.turn_id, MessageRecord.ticket_id,
-        ).where(
-            MessageRecord.adapter == record.adapter,
-            col(MessageRecord.external_id).in_(ids[start:start + 500]),
-        )).all():
-            known[external_id] = turn_id
-            if ticket_id != record.external_id:
-                elsewhere.add(ticket_id)
-    return known, elsewhere
-
-
-def _end_merged_sources(
-    engine: Runtime, db: Session, record: TicketRecord, sources: set[str]
-) -> None:
-    """Messages we stored under other tickets (``sources``) now show up here: they were merged in.
-
-    Helpdesks keep message ids on a merge but do not always report the merged-away ticket in
-    their change feed, so this is often the only sign that its work and session must end.
-    """
-    for source_id in sources:
-        source = db.exec(select(TicketRecord).where(
-            TicketRecord.adapter == record.adapter, TicketRecord.external_id == source_id
-        )).first()
-        if source is None or source.resolved:
-            continue
-        log.info("ticket %s/%s was merged into %s; ending its work", record.adapter, source_id,
-                 record.external_id)
-        source.resolved = True
-        source.status = source.status or "merged"
-        db.add(source)
-        _resolve(engine, db, source, f"merged into ticket {record.external_id}")
-
-
-def _epoch(engine: Runtime, db: Session, name: str) -> datetime:
+def _epoch(engine: Runtime, name: str, stored: datetime | None) -> datetime:
     """The adapter's epoch: set once by its first poll and never changed, so kept in memory."""
     epoch = engine.epochs.get(name)
     if epoch is None:
-        epoch = adapter_state(db, name).epoch
-        if epoch is None:
+        if stored is None:
             return utcnow()
-        engine.epochs[name] = epoch
+        engine.epochs[name] = epoch = stored
     return epoch
-
-
-def _had_closed_session(db: Session, record: TicketRecord) -> bool:
-    return any(s.state != SessionState.OPEN for s in sessions.ticket_sessions(
-        db, record.adapter, record.external_id))
-
-
-def _active_turns(db: Session, record: TicketRecord, *, lock: bool = False) -> list[Turn]:
-    """``lock``: hold the rows (PostgreSQL) so a claim cannot take one while we decide on it."""
-    query = select(Turn).where(
-        Turn.adapter == record.adapter, Turn.ticket_id == record.external_id,
-        col(Turn.state).in_(ACTIVE_TURN_STATES),
-    ).order_by(col(Turn.id))
-    return list(db.exec(query.with_for_update() if lock else query))
 
 
 def cancelled(reason: str) -> dict[str, Any]:
@@ -316,122 +244,58 @@ def cancelled(reason: str) -> dict[str, Any]:
             "claim_owner": None, "claim_until": None}
 
 
-def cancel(turn: Turn, reason: str) -> None:
-    check_transition(turn.state, TurnState.CANCELLED)
-    for key, value in cancelled(reason).items():
-        setattr(turn, key, value)
+def _ending(engine: Runtime, reason: str, status: str = "") -> Ending:
+    """No new draft on a resolved (or merged-away) ticket; its session is closed once."""
+    close = reason if engine.config.session == "per_thread" else None
+    return Ending(Cancel(cancelled(reason), ENDABLE), close, status)
 
 
-def _resolve(engine: Runtime, db: Session, record: TicketRecord, reason: str) -> None:
-    """No new draft on a resolved ticket; its session is closed once."""
-    for turn in _active_turns(db, record):
-        if turn.state == TurnState.POSTING:
-            continue  # a post may be under way; the post step re-checks and reconciles
-        cancel(turn, reason)
-        db.add(turn)
-    if engine.config.session == "per_thread":
-        for chat in sessions.ticket_sessions(db, record.adapter, record.external_id):
-            if sessions.request_close(db, chat.session_id, reason):
-                log.info("session %s: closing (%s)", chat.session_id, reason)
-
-
-def _cancel_answered_by_agent(db: Session, record: TicketRecord, answered: set[str]) -> None:
-    """A human already answered: drop turns not yet posted (a request in flight is dropped
-    by the post step's own re-check when its answer arrives).
-
-    ``answered`` holds the ids of messages before the agent's reply, in conversation order:
-    timestamps have whole seconds, so they cannot order a reply and a question of one second.
-    """
-    for turn in _active_turns(db, record):
-        if turn.state in (TurnState.QUEUED, TurnState.ANSWERED) and \
-                turn.last_message_id in answered:
-            cancel(turn, "answered by an agent")
-            db.add(turn)
-
-
-def _add_turn(
-    engine: Runtime, db: Session, record: TicketRecord, new_messages: list[Message]
-) -> None:
-    """Messages that arrive together form one turn; they join a turn not yet asked.
-
-    Not one that is claimed: its step may be asking Uppzy right now with the question as it was,
-    and would record it as asked. A newer turn then asks the whole question again and the
-    claimed one is superseded (its answer, if any, dropped): a question repeated, none lost.
-    """
-    question = "\n\n".join(m.body.strip() for m in new_messages if m.body.strip())
+def _new_turn(engine: Runtime, record: TicketRecord, new_messages: list[Message]) -> NewTurn:
+    """Messages that arrive together form one turn; they join a turn not yet asked (unless a
+    claim took it: ``store.conversation.add_turn``). A new turn supersedes the older ones
+    already asked; those answered and not posted yet end, since their answer is outdated."""
     last = new_messages[-1]
-    active = _active_turns(db, record, lock=True)
-    queued = next((t for t in reversed(active) if t.state == TurnState.QUEUED), None)
-    if queued is not None and queued.claim_owner is not None:
-        # Asked (or about to be) without these messages: a newer turn carries everything.
-        question = f"{queued.question}\n\n{question}".strip()
-        queued = None
-    if queued is not None:
-        queued.question = f"{queued.question}\n\n{question}".strip()
-        queued.last_message_id = last.external_id
-        queued.last_message_at = last.created_at
-        queued.updated_at = utcnow()
-        db.add(queued)
-        turn = queued
-    else:
-        site_id = engine.site_for(record.adapter)
-        session_id = sessions.open_session_id(
-            db, record.adapter, record, engine.config.session, site_id
-        )
-        turn = Turn(
-            adapter=record.adapter, ticket_id=record.external_id, session_id=session_id,
-            site_id=site_id, question=question, last_message_id=last.external_id,
-            last_message_at=last.created_at,
-        )
-        db.add(turn)
-        db.flush()
-        for older in active:
-            if older.state in (TurnState.SUBMITTED, TurnState.ANSWERED):
-                older.superseded_by = turn.id
-                if older.state == TurnState.ANSWERED:
-                    cancel(older, "superseded by a newer customer message")
-                db.add(older)
-        log.info("ticket %s/%s: new turn %d", record.adapter, record.external_id, turn.id,
-                 extra={"adapter": record.adapter, "ticket_id": record.external_id,
-                        "session_id": session_id, "turn_id": turn.id})
-    db.execute(_MESSAGE_TURN, [
-        {"turn": turn.id, "adapter": record.adapter, "message": m.external_id}
-        for m in new_messages
-    ])
+    return NewTurn(
+        "\n\n".join(m.body.strip() for m in new_messages if m.body.strip()),
+        last.external_id, last.created_at, [m.external_id for m in new_messages],
+        sessions.slot(record.adapter, record, engine.config.session,
+                      engine.site_for(record.adapter)),
+        (TurnState.SUBMITTED, TurnState.ANSWERED),
+        Cancel(cancelled("superseded by a newer customer message"), (TurnState.ANSWERED,)),
+    )
 
 
-_MESSAGE_TURN = text("UPDATE message SET turn_id = :turn "
-                     "WHERE adapter = :adapter AND external_id = :message")
-
-
-def _collect_feedback(engine: Runtime, db: Session, record: TicketRecord) -> None:
+def _rating(engine: Runtime, record: TicketRecord) -> str | None:
     """A feedback tag on the ticket rates its latest answered request, once per value."""
     tags = record.tag_set()
     settings = engine.config.feedback
-    value = "bad" if tags & set(settings.bad_tags) else "good" if tags & set(
+    return "bad" if tags & set(settings.bad_tags) else "good" if tags & set(
         settings.good_tags) else None
-    if value is None:
-        return
-    already = db.exec(select(Feedback.id).where(
-        Feedback.adapter == record.adapter, Feedback.ticket_id == record.external_id,
-        Feedback.value == value,
-    )).first()
-    if already is not None:
-        return
-    latest = db.exec(select(Turn).where(
-        Turn.adapter == record.adapter, Turn.ticket_id == record.external_id,
-        col(Turn.request_id).is_not(None), col(Turn.answer).is_not(None),
-    ).order_by(col(Turn.id).desc())).first()
-    if latest is None or latest.request_id is None:
-        return
-    if db.exec(select(Feedback.id).where(Feedback.request_id == latest.request_id)).first():
-        if adoption_store.tag_replaces_implicit(db, latest.request_id, value, utcnow()):
-            log.info("ticket %s/%s: the agent's %s tag replaces the implicit rating of %s",
-                     record.adapter, record.external_id, value, latest.request_id)
-        return
-    db.add(Feedback(
-        adapter=record.adapter, ticket_id=record.external_id, session_id=latest.session_id,
-        site_id=latest.site_id, request_id=latest.request_id, value=value,
-    ))
-    log.info("ticket %s/%s: %s feedback queued for %s", record.adapter, record.external_id,
-             value, latest.request_id)
+
+
+def announce(engine: Runtime, record: TicketRecord, applied: Applied) -> None:
+    """Log (and emit) what a read's transaction wrote, once it is committed."""
+    name, ticket_id = record.adapter, record.external_id
+    for source in applied.merged:
+        log.info("ticket %s/%s was merged into %s; ending its work", name, source, ticket_id)
+    _log_closing(applied)
+    verdicts.announce(engine, applied)
+    turn = applied.turn
+    if turn is not None and turn.reopened:
+        log.info("ticket %s/%s reopened; continuing in a new session", name, ticket_id)
+    if turn is not None and turn.new:
+        log.info("ticket %s/%s: new turn %d", name, ticket_id, turn.id,
+                 extra={"adapter": name, "ticket_id": ticket_id, "session_id": turn.session_id,
+                        "turn_id": turn.id})
+    rating, value = applied.rating, _rating(engine, record)
+    if rating is not None and rating.replaced:
+        log.info("ticket %s/%s: the agent's %s tag replaces the implicit rating of %s",
+                 name, ticket_id, value, rating.request_id)
+    elif rating is not None:
+        log.info("ticket %s/%s: %s feedback queued for %s", name, ticket_id, value,
+                 rating.request_id)
+
+
+def _log_closing(applied: Applied) -> None:
+    for session_id, reason in applied.closing:
+        log.info("session %s: closing (%s)", session_id, reason)

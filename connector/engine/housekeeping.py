@@ -17,12 +17,10 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import update
-
 from connector.core.errors import RemoteError, maybe_received
 from connector.engine.outcomes import SITE_ONLY, Action, Step, disposition
 from connector.store import claims
-from connector.store.db import session_scope
+from connector.store.claims import Row
 from connector.store.models import (
     ChatSession,
     Feedback,
@@ -35,8 +33,6 @@ if TYPE_CHECKING:
     from connector.engine.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-Row = ChatSession | Feedback
 
 
 def close_sessions(engine: Runtime, limit: int = 50) -> int:
@@ -85,9 +81,8 @@ def send_feedback(engine: Runtime, limit: int = 50) -> int:
 
 
 def _claim(engine: Runtime, model: type[Row], held: set, limit: int) -> list[Row]:  # type: ignore[type-arg]
-    with session_scope(engine.db) as db:
-        rows = claims.claim_side_effects(db, model, engine.instance_id, utcnow(),
-                                         engine.lease_ttl, limit)
+    rows = claims.claim_side_effects(engine.db, model, engine.instance_id, engine.lease_ttl,
+                                     limit)
     held.update(_key(row) for row in rows)
     return list(rows)
 
@@ -102,9 +97,8 @@ def _fence(engine: Runtime, row: Row, stamp: str, kind: str) -> bool:
         log.info("%s %s: sending again (an earlier attempt may have reached Uppzy)",
                  kind, _key(row))
         engine.emit("side_effect_repeated", kind=kind, adapter=row.adapter)
-    with session_scope(engine.db) as db:
-        ok = claims.confirm(db, type(row), row, engine.instance_id, utcnow(), engine.lease_ttl,
-                            **{stamp: utcnow()})
+    ok = claims.confirm(engine.db, row, engine.instance_id, engine.lease_ttl,
+                        **{stamp: utcnow()})
     if not ok:
         log.info("%s %s: taken over by another instance; not sending", kind, _key(row))
     return ok
@@ -112,13 +106,7 @@ def _fence(engine: Runtime, row: Row, stamp: str, kind: str) -> bool:
 
 def _finish(engine: Runtime, row: Row, **values: object) -> bool:
     """Record the outcome and release the claim, if the claim is still ours."""
-    model = type(row)
-    key = model.session_id if model is ChatSession else model.id  # type: ignore[union-attr]
-    with session_scope(engine.db) as db:
-        result = db.execute(update(model).where(key == _key(row),
-                                                model.claim_owner == engine.instance_id)
-                            .values(claim_owner=None, claim_until=None, **values))
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return claims.finish(engine.db, row, engine.instance_id, **values)
 
 
 def _failed_call(engine: Runtime, row: Row, exc: RemoteError, doing: str, step: Step) -> None:

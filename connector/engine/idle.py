@@ -13,13 +13,9 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import exists, func
-from sqlmodel import col, select
-
 from connector.core.durations import format_duration
-from connector.engine import sessions
-from connector.store.db import session_scope
-from connector.store.models import ACTIVE_TURN_STATES, ChatSession, SessionState, Turn, utcnow
+from connector.store import sessions
+from connector.store.models import utcnow
 
 if TYPE_CHECKING:
     from connector.engine.runtime import Runtime
@@ -42,17 +38,8 @@ def close_idle_sessions(engine: Runtime) -> int:
         if not idle or settings.name not in engine.adapters:
             continue
         reason = f"no customer message for {format_duration(idle)}"
-        last_seen = func.coalesce(ChatSession.last_customer_at, ChatSession.created_at)
-        in_progress = exists().where(
-            Turn.session_id == ChatSession.session_id, col(Turn.state).in_(ACTIVE_TURN_STATES)
-        )
-        with session_scope(engine.db) as db:
-            idle_ids = db.exec(select(ChatSession.session_id).where(
-                ChatSession.adapter == settings.name, ChatSession.state == SessionState.OPEN,
-                last_seen < now - timedelta(seconds=idle), ~in_progress,
-            ).limit(BATCH)).all()
-            for session_id in idle_ids:
-                if sessions.request_close(db, session_id, reason):
-                    marked += 1
-                    log.info("session %s: closing (%s)", session_id, reason)
+        for session_id in sessions.close_idle(engine.db, settings.name,
+                                              now - timedelta(seconds=idle), reason, BATCH, now):
+            marked += 1
+            log.info("session %s: closing (%s)", session_id, reason)
     return marked

@@ -13,9 +13,6 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, text
-from sqlmodel import Session, col, select
-
 from adapters.base import Ticket
 from connector.core.errors import (
     AuthenticationFailed,
@@ -24,14 +21,10 @@ from connector.core.errors import (
 )
 from connector.engine import bounds
 from connector.engine.outcomes import Action, Step, disposition
-from connector.store import claims
-from connector.store.db import session_scope
-from connector.store.models import (
-    AdapterState,
-    TicketRecord,
-    utcnow,
-)
-from connector.store.tickets import mark_due
+from connector.store import adapters as store
+from connector.store import tickets
+from connector.store.models import TicketRecord, utcnow
+from connector.store.tickets import Report
 
 if TYPE_CHECKING:
     from connector.engine.runtime import Runtime
@@ -43,21 +36,9 @@ AUTH_PAUSE = 300.0
 CALIBRATION_FIRST = timedelta(hours=1)
 
 
-def adapter_state(db: Session, name: str) -> AdapterState:
-    state = db.get(AdapterState, name)
-    if state is None:
-        state = AdapterState(adapter=name)
-        db.add(state)
-    return state
-
-
 def pause_adapter(engine: Runtime, name: str, seconds: float, reason: str) -> None:
     """Stop calling a helpdesk for a while; shown in ``status``, retried slowly."""
-    with session_scope(engine.db) as db:
-        state = adapter_state(db, name)
-        state.paused_until = utcnow() + timedelta(seconds=seconds)
-        state.pause_reason = reason
-        state.consecutive_failures += 1
+    store.pause(engine.db, name, utcnow() + timedelta(seconds=seconds), reason)
 
 
 def handle_adapter_error(engine: Runtime, name: str, exc: RemoteError, doing: str) -> None:
@@ -79,13 +60,7 @@ def handle_adapter_error(engine: Runtime, name: str, exc: RemoteError, doing: st
                  exc.retry_after or 0.0)
     else:
         log.warning("adapter %s: %s failed: %s", name, doing, exc)
-        with session_scope(engine.db) as db:
-            adapter_state(db, name).consecutive_failures += 1
-
-
-def adapter_paused(db: Session, name: str) -> bool:
-    state = db.get(AdapterState, name)
-    return bool(state and state.paused_until and state.paused_until > utcnow())
+        store.note_failure(engine.db, name)
 
 
 def poll_adapter(engine: Runtime, name: str) -> int:
@@ -93,17 +68,12 @@ def poll_adapter(engine: Runtime, name: str) -> int:
     adapter = engine.adapters[name]
     if time.monotonic() < engine.poll_not_before.get(name, 0.0):
         return 0  # the change feed asked us to wait (Retry-After)
-    with session_scope(engine.db) as db:
-        now = utcnow()
-        if not claims.hold_adapter(db, name, engine.instance_id, now, engine.lease_ttl):
-            return 0  # another instance polls this adapter
-        if adapter_paused(db, name):
-            return 0
-        state = adapter_state(db, name)
-        state.last_poll_at = now
-        if state.epoch is None:
-            state.epoch = now - timedelta(seconds=adapter.settings.start_from)
-        cursor, epoch = state.cursor, state.epoch
+    now = utcnow()
+    started = store.start_poll(engine.db, name, engine.instance_id, now, engine.lease_ttl,
+                               now - timedelta(seconds=adapter.settings.start_from))
+    if started is None:
+        return 0  # another instance polls this adapter, or it is paused
+    cursor, epoch = started
     marked = 0
     for _ in range(MAX_PAGES_PER_POLL):
         try:
@@ -114,22 +84,8 @@ def poll_adapter(engine: Runtime, name: str) -> int:
                 engine.poll_not_before[name] = time.monotonic() + exc.retry_after
             engine.emit("poll_failed", adapter=name, error=type(exc).__name__)
             return marked
-        with session_scope(engine.db) as db:
-            tickets = [t for t in page.tickets if _fits(name, t)]
-            records = _ticket_rows(db, name, [t.external_id for t in tickets])
-            trusted = name in engine.counts_private
-            for ticket in tickets:
-                marked += _mark_changed(engine, db, name, ticket, records,
-                                        counts_trusted=trusted)
-            state = adapter_state(db, name)
-            now = utcnow()
-            if page.cursor != state.cursor:
-                state.cursor_moved_at = now
-            state.cursor = page.cursor
-            state.last_poll_ok_at = now
-            state.consecutive_failures = 0
-            state.paused_until = None
-            state.pause_reason = None
+        marked += _store_page(engine, name, [t for t in page.tickets if _fits(name, t)],
+                              page.cursor)
         cursor = page.cursor
         if not page.more:
             break
@@ -147,25 +103,59 @@ def _fits(adapter: str, ticket: Ticket) -> bool:
     return False
 
 
-def _ticket_rows(db: Session, adapter: str, ids: list[str]) -> dict[str, TicketRecord]:
-    """The stored rows of a feed page's tickets, by external id: one query per 500 tickets."""
-    rows: dict[str, TicketRecord] = {}
-    unique = list(dict.fromkeys(ids))
-    for start in range(0, len(unique), 500):
-        for record in db.exec(select(TicketRecord).where(
-            TicketRecord.adapter == adapter,
-            col(TicketRecord.external_id).in_(unique[start:start + 500]),
-        )):
-            rows[record.external_id] = record
-    return rows
+# The columns a report may change, and those its decision reads besides.
+REPORTED = ("status", "resolved", "tags", "channel", "requester_key", "remote_updated_at",
+            "reported_messages", "sync_after")
+DECIDED_ON = (*REPORTED, "needs_sync", "known_messages")
+PAGE_TRIES = 3
 
 
-def _mark_changed(
-    engine: Runtime, db: Session, adapter: str, ticket: Ticket, records: dict[str, TicketRecord],
-    *, counts_trusted: bool = False,
-) -> int:
-    """Upsert the ticket and mark it for a conversation read, unless the report proves that
-    nothing we have not seen was added; returns 1 when marked.
+def _store_page(engine: Runtime, name: str, page: list[Ticket], cursor: str | None) -> int:
+    """Decide a feed page on a snapshot of its rows and store it with the cursor; returns how
+    many tickets were marked for a read. Decided again when a row changed in between (a read
+    ended, a post was counted), as a poll holding the rows throughout would have decided; the
+    last try writes what it decided, since a stale decision costs at most a read."""
+    attempt = 1
+    while True:
+        records = tickets.rows(engine.db, name, [t.external_id for t in page])
+        reports, marked = decide_page(engine, name, page, records)
+        if store.record_page(engine.db, name, reports, cursor, utcnow(),
+                             verify=attempt < PAGE_TRIES):
+            return marked
+        attempt += 1
+
+
+def decide_page(engine: Runtime, name: str, page: list[Ticket],
+                records: dict[str, TicketRecord]) -> tuple[list[Report], int]:
+    """Decide the page's reports on ``records``, the stored rows as a read-only snapshot
+    showed them, and how many tickets were marked for a read. The mark itself is written in
+    SQL (``store.tickets``), so a read ending meanwhile cannot erase it."""
+    before = {key: {c: getattr(r, c) for c in DECIDED_ON} for key, r in records.items()}
+    trusted = name in engine.counts_private
+    due: set[str] = set()
+    marked = 0
+    for ticket in page:
+        record = records.get(ticket.external_id)
+        if record is None:  # a page may name a ticket twice: the second sees the first
+            record = records[ticket.external_id] = TicketRecord(
+                adapter=name, external_id=ticket.external_id)
+        if _mark_changed(engine, ticket, record, counts_trusted=trusted):
+            marked += 1
+            due.add(ticket.external_id)
+    reports = []
+    for key, record in records.items():
+        seen = before.get(key)
+        changed = {} if seen is None else {c: getattr(record, c) for c in REPORTED
+                                            if getattr(record, c) != seen[c]}
+        reports.append(Report(record, changed, due=key in due, new=seen is None,
+                              seen=seen or {}))
+    return reports, marked
+
+
+def _mark_changed(engine: Runtime, ticket: Ticket, record: TicketRecord, *,
+                  counts_trusted: bool = False) -> bool:
+    """Take the report into the ticket's row and decide whether the ticket must be read,
+    unless the report proves that nothing we have not seen was added; True when marked.
 
     Times cannot prove that: helpdesk timestamps have one-second resolution, so "same
     updated_at" says nothing about a message written in the same second as the last one we
@@ -179,24 +169,19 @@ def _mark_changed(
       session, collecting feedback) that only a read does;
     - the row is not already due for a read: a pending read must still happen;
     - ``counts_trusted``: the helpdesk's count has been seen to include private messages (see
-      ``_count_read``). Our own post is a private note; were it not counted, "known" (which
-      counts it) would run one ahead of the report, and the customer's next message would make
-      the two equal and go unread.
+      ``conversation._count_read``). Our own post is a private note; were it not counted,
+      "known" (which counts it) would run one ahead of the report, and the customer's next
+      message would make the two equal and go unread.
 
     The state, tags and count are stored on every report, read or not.
     """
-    record = records.get(ticket.external_id)
     tags = " ".join(sorted(ticket.tags))
     key = engine.requester_key(ticket.requester_email, ticket.requester_id)
-    if record is None:
-        record = TicketRecord(adapter=adapter, external_id=ticket.external_id)
-        records[ticket.external_id] = record  # a page may name a ticket twice
     unchanged = (
         ticket.message_count is not None and ticket.message_count == record.known_messages
         and ticket.resolved == record.resolved and tags == record.tags
         and not record.needs_sync
     )
-    nothing_new = counts_trusted and unchanged
     record.status = bounds.label(ticket.status) or ""
     record.resolved = ticket.resolved
     record.tags = tags
@@ -204,57 +189,17 @@ def _mark_changed(
     record.requester_key = key or record.requester_key
     record.remote_updated_at = ticket.updated_at
     record.reported_messages = ticket.message_count
-    if nothing_new:
-        db.add(record)
-        return 0
+    if counts_trusted and unchanged:
+        return False
     if not record.needs_sync:
         # Until the counts are trusted, a ticket that would have been skipped is the read that
         # can prove them (``_count_read``): it goes ahead of a backlog of first reads, so the
         # proof comes within seconds of the first note instead of after the whole burst.
         record.sync_after = utcnow() - (CALIBRATION_FIRST if unchanged else timedelta(0))
-    mark_due(record)
-    db.add(record)
-    return 1
+    record.needs_sync = True  # the mark itself is written in SQL, see ``decide_page``
+    return True
 
 
 def mark_ticket(engine: Runtime, adapter: str, ticket_id: str) -> None:
     """Ask for a re-read of one ticket now (a webhook said it changed, or backfill found it)."""
-    with session_scope(engine.db) as db:
-        record = db.exec(select(TicketRecord).where(
-            TicketRecord.adapter == adapter, TicketRecord.external_id == ticket_id
-        )).first()
-        if record is None:
-            record = TicketRecord(adapter=adapter, external_id=ticket_id)
-        mark_due(record)
-        record.sync_after = utcnow()
-        record.known_messages = None  # unsure until the read: the next report reads again
-        db.add(record)
-
-
-_COUNT_OWN_POST = text("UPDATE ticket SET known_messages = known_messages + 1 "
-                       "WHERE adapter = :adapter AND external_id = :ticket")
-_FORGET_COUNT = text("UPDATE ticket SET known_messages = NULL "
-                     "WHERE adapter = :adapter AND external_id = :ticket")
-
-
-def note_own_post(db: Connection, adapter: str, ticket_id: str, *, counted: bool) -> None:
-    """Our post is one more message on the ticket: count it, so that the report our post itself
-    causes in the change feed needs no read. Runs in the transaction that records the post.
-
-    ``counted=False`` (a post found again by its marker after a crash, or a real draft, which a
-    helpdesk may not count as a message) makes the count unknown instead: a wrong "known" that
-    runs ahead of the helpdesk's count would hide the customer's next message.
-    """
-    db.execute(_COUNT_OWN_POST if counted else _FORGET_COUNT,
-               {"adapter": adapter, "ticket": ticket_id})
-
-
-def claim_tickets(engine: Runtime, db: Session, limit: int) -> list[TicketRecord]:
-    """Claim tickets due for a read, leased like turns (``engine.lease_ttl``, renewed by the
-    heartbeat while this instance holds them)."""
-    now = utcnow()
-    paused = set(db.exec(select(AdapterState.adapter).where(
-        col(AdapterState.paused_until).is_not(None), col(AdapterState.paused_until) > now,
-    )).all())
-    active = [n for n in engine.adapters if n not in paused]
-    return claims.claim_tickets(db, active, now, engine.lease_ttl, limit)
+    tickets.mark_for_read(engine.db, adapter, ticket_id, utcnow())

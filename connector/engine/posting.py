@@ -14,7 +14,7 @@ from adapters.base import Ticket
 from connector.core.errors import RemoteError, TransportError
 from connector.engine import bounds, render
 from connector.engine.conversation import cancelled
-from connector.engine.ingest import AUTH_PAUSE, handle_adapter_error, note_own_post
+from connector.engine.ingest import AUTH_PAUSE, handle_adapter_error
 from connector.engine.outcomes import Action, Step, disposition
 from connector.engine.turn_records import fence, released, save, turn_fields, wait_out
 from connector.store.models import Turn, TurnState, utcnow
@@ -92,8 +92,7 @@ def _mark_posted(
 ) -> None:
     save(engine, turn, {"state": TurnState.POSTED, "posted_id": bounds.stored_id(posted_id),
                          "posted_at": utcnow(), **released()},
-          also=lambda db: note_own_post(db, turn.adapter, turn.ticket_id,
-                                        counted=kind == "note" and not reconciled))
+         post_counted=kind == "note" and not reconciled)
     log.info("turn %d posted as %s %s%s", turn.id,
              "fallback" if turn.outcome == "fallback" else kind, posted_id,
              " (found from an earlier attempt)" if reconciled else "", extra=turn_fields(turn))

@@ -1,41 +1,37 @@
-"""What agents answered: the reply that makes a draft pointless, and shadow-mode comparison.
+"""What agents answered: the reply an answer is compared with (adoption, shadow mode).
 
-Stored message rows follow conversation order (a ticket's messages are stored in the order the
-helpdesk lists them), so "after the customer's message" is decided by row id: timestamps, with
-whole seconds, cannot order a question and a reply written in the same second.
+A ticket's stored messages follow conversation order, so the reply to a turn is the first
+public agent message after the turn's question by row id (``store.messages``). During a
+conversation read the messages it found are not stored yet; they will be, after every stored
+one and in the order read, so the reply is looked for among them in that order too.
 """
 
 from __future__ import annotations
 
-from sqlmodel import Session, col, select
-
+from adapters.base import Role
 from connector.engine.adoption import similarity
-from connector.store.models import MessageRecord, Turn, TurnState
+from connector.store.messages import Awaiting, NewMessage, Reply
 
 
-def agent_reply_after(db: Session, turn: Turn) -> MessageRecord | None:
-    """The first public reply by a human agent after the turn's last customer message."""
-    asked = db.exec(select(MessageRecord.id).where(
-        MessageRecord.adapter == turn.adapter, MessageRecord.external_id == turn.last_message_id,
-    )).first()
-    return db.exec(select(MessageRecord).where(
-        MessageRecord.adapter == turn.adapter, MessageRecord.ticket_id == turn.ticket_id,
-        MessageRecord.role == "agent", col(MessageRecord.public), ~col(MessageRecord.ours),
-        col(MessageRecord.id) > (asked or 0),
-    ).order_by(col(MessageRecord.id))).first()
+def reply_to(waiting: Awaiting, new: list[NewMessage]) -> Reply | None:
+    """The first public reply by a human agent after the turn's last customer message, once
+    ``new`` messages are stored too."""
+    asked = waiting.turn.last_message_id
+    after = all(m.external_id != asked for m in new)  # its question is stored, or unknown
+    if after and waiting.reply is not None:
+        return waiting.reply
+    for message in new:
+        if after and message.role == Role.AGENT.value and message.public and not message.ours:
+            return Reply(message.body, message.created_at)
+        after = after or message.external_id == asked
+    return None
 
 
-def compare_shadowed(db: Session, adapter: str, ticket_id: str) -> int:
-    """Score the ticket's shadow answers that now have an agent reply; returns how many."""
-    scored = 0
-    for turn in db.exec(select(Turn).where(
-        Turn.adapter == adapter, Turn.ticket_id == ticket_id,
-        Turn.state == TurnState.SHADOWED, col(Turn.similarity).is_(None),
-        col(Turn.answer).is_not(None),
-    )):
-        reply = agent_reply_after(db, turn)
-        if reply is not None:
-            turn.similarity = similarity(turn.answer or "", reply.body)
-            db.add(turn)
-            scored += 1
-    return scored
+def similarities(waiting: list[Awaiting], new: list[NewMessage] | None = None) -> dict[int, float]:
+    """Shadow answers scored against their agent's reply, for those that have one."""
+    scores: dict[int, float] = {}
+    for item in waiting:
+        reply = reply_to(item, new or [])
+        if reply is not None and item.turn.id is not None:
+            scores[item.turn.id] = similarity(item.turn.answer or "", reply.body)
+    return scores

@@ -19,10 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import IO, Any
 
-from sqlalchemy import func, update
-from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import col, select
-
 from adapters.base import Adapter
 from adapters.registry import adapter_class
 from connector.config import Config
@@ -43,20 +39,10 @@ from connector.engine import (
 from connector.engine.estimator import AnswerTimeEstimator
 from connector.engine.uppzy_health import UppzyHealth
 from connector.store import claims, pauses, retention, secrets
+from connector.store import turns as turn_rows
 from connector.store.credentials import DatabaseCredentials
-from connector.store.db import make_engine, migrate, session_scope
-from connector.store.models import (
-    ACTIVE_TURN_STATES,
-    AdapterState,
-    ChatSession,
-    Feedback,
-    FeedbackState,
-    SessionState,
-    TicketRecord,
-    Turn,
-    TurnState,
-    utcnow,
-)
+from connector.store.db import StoreError, make_engine, migrate
+from connector.store.models import Turn, TurnState, utcnow
 from connector.uppzy import UppzyClient
 
 log = logging.getLogger(__name__)
@@ -137,17 +123,9 @@ class Runtime(UppzyHealth):
         for name in pauses.resume(self.db, list(self.adapters)):
             log.info("adapter %s: pause lifted at start; trying its credentials again", name)
         self._instance_lock = claims.lock_sqlite_file(self.db)
-        with session_scope(self.db) as db:
-            claims.release_all(db, self.instance_id)
-            if self._instance_lock is not None:  # the only instance: earlier claims are ours
-                for model in (Turn, ChatSession, Feedback):
-                    db.execute(update(model).where(col(model.claim_owner).is_not(None))
-                               .values(claim_owner=None, claim_until=None))
-                # A killed predecessor's poll leases would otherwise hold polling for lease_ttl.
-                db.execute(update(AdapterState).where(col(AdapterState.lease_owner).is_not(None))
-                           .values(lease_owner=None, lease_until=None))
-                db.execute(update(TicketRecord).where(col(TicketRecord.needs_sync))
-                           .values(sync_after=utcnow()))
+        # The only instance (it holds the SQLite file): earlier claims, and a killed
+        # predecessor's poll leases that would otherwise hold polling for lease_ttl, are ours.
+        claims.take_back(self.db, self.instance_id, sole=self._instance_lock is not None)
 
     def check_uppzy(self) -> None:
         """The cheap connectivity check the API docs recommend before traffic starts."""
@@ -186,15 +164,11 @@ class Runtime(UppzyHealth):
         with self._lock:
             self._held.difference_update(waiting)
             self._turns_held.clear()
-        try:
-            with session_scope(self.db) as db:
-                claims.release_all(db, self.instance_id)
-                if waiting:  # claimed reads never started: due again now, for any instance
-                    db.execute(update(TicketRecord).where(col(TicketRecord.id).in_(waiting))
-                               .values(sync_after=utcnow()))
-        except SQLAlchemyError as exc:
+        try:  # claimed reads never started are due again now, for any instance
+            claims.hand_back(self.db, self.instance_id, waiting)
+        except StoreError as exc:
             log.warning("could not hand back this instance's claims (%s); they expire after "
-                        "lease_ttl", type(exc).__name__)
+                        "lease_ttl", exc.kind)
         for adapter in self.adapters.values():
             adapter.close()
         self.uppzy.close()
@@ -211,8 +185,7 @@ class Runtime(UppzyHealth):
             held = claims.Held(tickets=list(self._held), turns=list(self._turns_held),
                                sessions=list(self.sessions_held),
                                feedback=list(self.feedback_held))
-        with session_scope(self.db) as db:
-            claims.heartbeat(db, self.instance_id, utcnow(), self.lease_ttl, held)
+        claims.heartbeat(self.db, self.instance_id, self.lease_ttl, held)
 
     def run_once(self, idle_sleep: float = 0.05) -> bool:
         """Poll every adapter once, then drive the work to its end or to ``answer_timeout``.
@@ -276,19 +249,21 @@ class Runtime(UppzyHealth):
         mode, questions only as many as there are free waiting slots."""
         limit = self.config.engine.batch_size
         sync = self._sync_slots > 0
-        with session_scope(self.db) as db:
-            tickets = ingest.claim_tickets(self, db, limit) if work else []
-            if not self._uppzy_verified:
-                # Until one Uppzy call succeeded, a rejected key must cost one call, not a
-                # burst.
-                with self._lock:
-                    probing = self._uppzy_steps > 0
-                due = [] if probing or not (work or asks) else turns.claim_turns(self, db, 1)
-            else:
-                due = turns.claim_turns(self, db, limit, queued=False if sync else None) \
-                    if work else []
-                if asks:
-                    due += turns.claim_turns(self, db, asks, queued=True)
+        batches: list[tuple[int, bool | None]] = []
+        if not self._uppzy_verified:
+            # Until one Uppzy call succeeded, a rejected key must cost one call, not a burst.
+            with self._lock:
+                probing = self._uppzy_steps > 0
+            if not probing and (work or asks):
+                batches.append((1, None))
+        else:
+            if work:
+                batches.append((limit, False if sync else None))
+            if asks:
+                batches.append((asks, True))
+        tickets, due = claims.claim_work(
+            self.db, self.instance_id, self.lease_ttl, adapters=list(self.adapters),
+            tickets=limit if work else 0, turns=batches, posting_grace=self.posting_grace)
         with self._lock:
             self._held.update(t.id for t in tickets if t.id is not None)
             # A turn this process still works on (its claim ran out while the process stood
@@ -372,31 +347,18 @@ class Runtime(UppzyHealth):
 
     def release_claim(self, turn_id: int | None, delay: float = 0.0) -> None:
         """Hand a turn back (due after ``delay``), if this instance still holds it."""
-        with session_scope(self.db) as db:
-            db.execute(update(Turn).where(col(Turn.id) == turn_id,
-                                          Turn.claim_owner == self.instance_id).values(
-                claim_owner=None, claim_until=None,
-                next_attempt_at=utcnow() + timedelta(seconds=delay)))
+        turn_rows.release(self.db, turn_id, self.instance_id,
+                          utcnow() + timedelta(seconds=delay))
 
     def busy(self) -> bool:
         """Whether anything is still running or due soon (``run --once`` waits for this)."""
         with self._lock:
             if self._running or self._waiting or self._backlog or self._sync_backlog:
                 return True
-        with session_scope(self.db) as db:
-            active = db.exec(select(func.count()).select_from(Turn).where(
-                col(Turn.state).in_(ACTIVE_TURN_STATES))).one()
-            syncing = db.exec(select(func.count()).select_from(TicketRecord).where(
-                col(TicketRecord.needs_sync),
-                col(TicketRecord.adapter).in_(list(self.adapters)))).one()
-            closing = db.exec(select(func.count()).select_from(ChatSession).where(
-                ChatSession.state == SessionState.CLOSING)).one()
-            feedback = db.exec(select(func.count()).select_from(Feedback).where(
-                Feedback.state == FeedbackState.PENDING)).one()
-            paused = [n for n in self.adapters if ingest.adapter_paused(db, n)]
-        if paused and not active and not closing and not feedback:
+        left = claims.outstanding(self.db, list(self.adapters))
+        if left.paused and not left.active and not left.closing and not left.feedback:
             return False  # only paused adapters' tickets are left; they wait for a human
-        return bool(active or syncing or closing or feedback)
+        return bool(left.active or left.syncing or left.closing or left.feedback)
 
     def _start(self, fn: Callable[..., None], item: Any, uppzy: bool = False,
                wait: bool = False) -> None:

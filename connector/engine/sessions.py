@@ -13,10 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from sqlmodel import Session, col, select
-
 from connector.config import SessionMode
-from connector.store.models import ChatSession, SessionState, TicketRecord, utcnow
+from connector.store.models import TicketRecord
+from connector.store.sessions import Slot
 
 
 def requester_key(
@@ -39,50 +38,9 @@ def base_session_id(adapter: str, ticket: TicketRecord, mode: SessionMode) -> st
     return f"{adapter}-{ticket.external_id}"
 
 
-def _with_seq(base: str, seq: int) -> str:
-    return base if seq <= 1 else f"{base}-{seq}"
-
-
-def open_session_id(
-    db: Session, adapter: str, ticket: TicketRecord, mode: SessionMode, site_id: str
-) -> str:
-    """The session a new turn goes to: the current one, or the next if it is closed/closing."""
-    base = base_session_id(adapter, ticket, mode)
-    seq = max(ticket.session_seq, 1) if mode == "per_thread" else 1
-    while True:
-        session_id = _with_seq(base, seq)
-        existing = db.get(ChatSession, session_id)
-        if existing is None:
-            db.add(ChatSession(
-                session_id=session_id, adapter=adapter, site_id=site_id,
-                ticket_id=ticket.external_id if mode == "per_thread" else None,
-            ))
-            break
-        if existing.state == SessionState.OPEN:
-            break
-        seq += 1
-    if mode == "per_thread":
-        ticket.session_seq = seq
-        db.add(ticket)
-    return session_id
-
-
-def request_close(db: Session, session_id: str, reason: str) -> bool:
-    """Mark a session to be closed by the housekeeping job; True if it was open."""
-    session = db.get(ChatSession, session_id)
-    if session is None or session.state != SessionState.OPEN:
-        return False
-    session.state = SessionState.CLOSING
-    session.reason = reason
-    session.next_attempt_at = utcnow()
-    session.attempts = 0
-    db.add(session)
-    return True
-
-
-def ticket_sessions(db: Session, adapter: str, ticket_id: str) -> list[ChatSession]:
-    return list(db.exec(
-        select(ChatSession).where(
-            ChatSession.adapter == adapter, ChatSession.ticket_id == ticket_id
-        ).order_by(col(ChatSession.created_at))
-    ))
+def slot(adapter: str, ticket: TicketRecord, mode: SessionMode, site_id: str) -> Slot:
+    """Where the ticket's next turn goes: the current session of its base id, or the next if
+    that one is closed or closing. Per ticket, the ticket remembers how far it got."""
+    per_thread = mode == "per_thread"
+    return Slot(adapter, ticket.external_id, base_session_id(adapter, ticket, mode),
+                max(ticket.session_seq, 1) if per_thread else 1, site_id, per_thread)

@@ -25,9 +25,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
-from sqlmodel import Session, select
-
 from connector.core.errors import (
     RemoteError,
     TransportError,
@@ -42,14 +39,12 @@ from connector.engine.turn_records import (
     save,
     turn_fields,
     wait_out,
-    write_turn,
 )
-from connector.store import claims
-from connector.store.db import read_scope, session_scope
+from connector.store import messages, tickets
+from connector.store import sessions as session_rows
+from connector.store import turns as store
 from connector.store.models import (
     ACTIVE_TURN_STATES,
-    SessionState,
-    TicketRecord,
     Turn,
     TurnState,
     utcnow,
@@ -60,14 +55,6 @@ if TYPE_CHECKING:
     from connector.engine.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-
-def claim_turns(
-    engine: Runtime, db: Session, limit: int, *, queued: bool | None = None
-) -> list[Turn]:
-    """Lease due turns to this instance; the heartbeat keeps the lease while a step runs."""
-    return claims.claim_turns(db, engine.instance_id, utcnow(), engine.lease_ttl, limit,
-                              queued=queued, posting_grace=engine.posting_grace)
 
 
 @dataclass(frozen=True)
@@ -109,31 +96,8 @@ def advance(engine: Runtime, turn: Turn) -> None:
         post(engine, turn, seen)
 
 
-# Plain SQL on purpose: built with the expression language, this one statement cost more CPU
-# (statement construction and cache-key generation on every call) than the rest of the step.
-_SITUATION = text("""
-SELECT
-  (SELECT t.resolved FROM ticket t WHERE t.adapter = :adapter AND t.external_id = :ticket),
-  (SELECT t.status FROM ticket t WHERE t.adapter = :adapter AND t.external_id = :ticket),
-  EXISTS (SELECT 1 FROM turn n WHERE n.adapter = :adapter AND n.ticket_id = :ticket
-          AND n.id > :turn),
-  EXISTS (SELECT 1 FROM message m WHERE m.adapter = :adapter AND m.ticket_id = :ticket
-          AND m.role = 'agent' AND m.public AND NOT m.ours
-          AND m.id > COALESCE((SELECT q.id FROM message q WHERE q.adapter = :adapter
-                               AND q.external_id = :asked), 0)),
-  EXISTS (SELECT 1 FROM turn o WHERE o.session_id = :session AND o.id <> :turn
-          AND (o.state = :submitted OR (o.state = :queued AND o.id < :turn)))
-""")
-
-
 def _situation(engine: Runtime, turn: Turn) -> Situation:
-    with read_scope(engine.db) as db:
-        resolved, status, newer, agent, busy = db.execute(_SITUATION, {
-            "adapter": turn.adapter, "ticket": turn.ticket_id, "turn": turn.id,
-            "asked": turn.last_message_id, "session": turn.session_id,
-            "submitted": TurnState.SUBMITTED.value, "queued": TurnState.QUEUED.value,
-        }).one()
-    return Situation(bool(resolved), status or "", bool(newer), bool(agent), bool(busy))
+    return Situation(*store.surroundings(engine.db, turn))
 
 
 def _why_not_now(turn: Turn, seen: Situation, shadow: bool) -> str | None:
@@ -157,11 +121,9 @@ def _why_not_now(turn: Turn, seen: Situation, shadow: bool) -> str | None:
 
 def _shadow(engine: Runtime, turn: Turn) -> None:
     """Shadow mode: keep the answer for comparison with what the agent sends; post nothing."""
-    values = {"state": TurnState.SHADOWED, **released()}
-    with session_scope(engine.db) as db:
-        if not write_turn(db, turn, values, engine.instance_id):
-            return
-        replies.compare_shadowed(db, turn.adapter, turn.ticket_id)
+    scores = replies.similarities(messages.awaiting_comparison(engine.db, turn))
+    if not save(engine, turn, {"state": TurnState.SHADOWED, **released()}, similarities=scores):
+        return
     log.info("turn %d answered in shadow mode (not posted)", turn.id, extra=turn_fields(turn))
     engine.emit("turn_shadowed", **turn_fields(turn))
 
@@ -330,29 +292,18 @@ def _chat_error(engine: Runtime, turn: Turn, exc: RemoteError, step: Step) -> No
 def _move_to_next_session(engine: Runtime, turn: Turn, exc: RemoteError) -> None:
     """Uppzy says the session cannot take the message (closed elsewhere): use the next id."""
     attempts = turn.attempts + 1
-    with session_scope(engine.db) as db:
-        chat = db.get(sessions.ChatSession, turn.session_id)
-        if chat is not None and chat.state == SessionState.OPEN:
-            chat.state = SessionState.CLOSED
-            chat.closed_at = utcnow()
-            chat.reason = f"refused by Uppzy: {exc.detail or exc.status}"
-            db.add(chat)
-        if attempts < engine.config.engine.max_attempts:
-            ticket = db.exec(select(TicketRecord).where(
-                TicketRecord.adapter == turn.adapter, TicketRecord.external_id == turn.ticket_id
-            )).one()
-            session_id = sessions.open_session_id(
-                db, turn.adapter, ticket, engine.config.session, turn.site_id
-            )
-            write_turn(db, turn, {"attempts": attempts, "session_id": session_id,
-                                   **released()}, engine.instance_id)
+    slot = None
+    if attempts < engine.config.engine.max_attempts:
+        ticket = tickets.rows(engine.db, turn.adapter, [turn.ticket_id])[turn.ticket_id]
+        slot = sessions.slot(turn.adapter, ticket, engine.config.session, turn.site_id)
+    session_rows.move_turn(engine.db, turn, engine.instance_id,
+                           f"refused by Uppzy: {exc.detail or exc.status}", utcnow(), slot,
+                           {"attempts": attempts, **released()})
     if attempts >= engine.config.engine.max_attempts:
         _give_up(engine, turn, f"Uppzy refused every session: {exc}", {"attempts": attempts})
         return
     log.warning("turn %d: session refused by Uppzy (%s); continuing in %s", turn.id,
                 exc.status, turn.session_id, extra=turn_fields(turn))
-
-
 
 
 def _give_up(

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, update
 from sqlmodel import Session, col, select
 
+from connector.store.db import Database, session_scope
 from connector.store.models import Feedback, FeedbackState, Turn, TurnState
 
 DRAFT = "draft"
@@ -62,13 +63,14 @@ def tag_replaces_implicit(db: Session, request_id: str, value: str, now: datetim
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def expire_drafts(db: Session, posted_before: datetime, now: datetime) -> dict[str, int]:
+def expire_drafts(db: Database, posted_before: datetime, now: datetime) -> dict[str, int]:
     """Drafts without an agent reply for the whole window end ``expired``; per adapter."""
     stale = and_(*_is_draft(), col(Turn.adoption).is_(None), col(Turn.posted_at) < posted_before)
-    counts = dict(db.exec(select(Turn.adapter, func.count()).where(stale)
-                          .group_by(Turn.adapter)).all())
-    if counts:
-        db.execute(update(Turn).where(stale).values(adoption="expired", adopted_at=now))
+    with session_scope(db) as session:
+        counts = dict(session.exec(select(Turn.adapter, func.count()).where(stale)
+                                   .group_by(Turn.adapter)).all())
+        if counts:
+            session.execute(update(Turn).where(stale).values(adoption="expired", adopted_at=now))
     return {adapter: int(n) for adapter, n in counts.items()}
 
 

@@ -22,13 +22,14 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
-from sqlalchemy import Engine, and_, or_, update
+from sqlalchemy import Engine, and_, func, or_, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from connector.core.errors import InstanceConflict
+from connector.store.db import Database, reported, session_scope
 from connector.store.models import (
     ACTIVE_TURN_STATES,
     AdapterState,
@@ -39,7 +40,9 @@ from connector.store.models import (
     TicketRecord,
     Turn,
     TurnState,
+    utcnow,
 )
+from connector.store.pauses import paused_in
 
 
 def _skip_locked(db: Session, query):  # type: ignore[no-untyped-def]
@@ -126,46 +129,83 @@ def hold_adapter(db: Session, adapter: str, owner: str, now: datetime, ttl: time
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
+def claim_work(
+    db: Database, owner: str, ttl: timedelta, *, adapters: list[str], tickets: int,
+    turns: list[tuple[int, bool | None]], posting_grace: timedelta,
+) -> tuple[list[TicketRecord], list[Turn]]:
+    """One dispatch's claims in one transaction: up to ``tickets`` reads of the adapters not
+    paused, then each batch of ``turns`` (limit, ``queued`` as in ``claim_turns``). One
+    transaction, because on SQLite each would queue for the write lock the steps keep taking."""
+    with session_scope(db) as session:
+        records: list[TicketRecord] = []
+        if tickets:
+            now = utcnow()
+            paused = paused_in(session, now)
+            records = claim_tickets(session, [a for a in adapters if a not in paused], now, ttl,
+                                    tickets)
+        due: list[Turn] = []
+        for limit, queued in turns:
+            due += claim_turns(session, owner, utcnow(), ttl, limit, queued=queued,
+                               posting_grace=posting_grace)
+    return records, due
+
+
+Row = ChatSession | Feedback
+
+
 def claim_side_effects(
-    db: Session, model: type[ChatSession] | type[Feedback], owner: str, now: datetime,
-    ttl: timedelta, limit: int,
+    db: Database, model: type[ChatSession] | type[Feedback], owner: str, ttl: timedelta,
+    limit: int,
 ) -> list[ChatSession] | list[Feedback]:
     """Lease due session closes or feedback sends, like turns: with several instances each
     close and each feedback is sent by the one that holds it, not by every instance at once."""
     pending = ChatSession.state == SessionState.CLOSING if model is ChatSession else \
         Feedback.state == FeedbackState.PENDING
-    key = model.session_id if model is ChatSession else model.id  # type: ignore[union-attr]
-    query = (
-        select(model)
-        .where(pending, model.next_attempt_at <= now,
-               or_(col(model.claim_until).is_(None), col(model.claim_until) < now))
-        .order_by(col(model.next_attempt_at))
-        .limit(limit)
-    )
-    rows = list(db.exec(_skip_locked(db, query)).all())
-    if rows:
-        until = now + ttl
-        db.execute(update(model).where(col(key).in_([_key(r) for r in rows]))
-                   .values(claim_owner=owner, claim_until=until))
-        for row in rows:
-            set_committed_value(row, "claim_owner", owner)
-            set_committed_value(row, "claim_until", until)
+    key = _key_column(model)
+    with session_scope(db) as session:
+        now = utcnow()
+        query = (
+            select(model)
+            .where(pending, model.next_attempt_at <= now,
+                   or_(col(model.claim_until).is_(None), col(model.claim_until) < now))
+            .order_by(col(model.next_attempt_at))
+            .limit(limit)
+        )
+        rows = list(session.exec(_skip_locked(session, query)).all())
+        if rows:
+            until = now + ttl
+            session.execute(update(model).where(col(key).in_([_key(r) for r in rows]))
+                            .values(claim_owner=owner, claim_until=until))
+            for row in rows:
+                set_committed_value(row, "claim_owner", owner)
+                set_committed_value(row, "claim_until", until)
     return rows  # type: ignore[return-value]
 
 
-def _key(row: ChatSession | Feedback) -> object:
+def _key(row: Row) -> object:
     return row.session_id if isinstance(row, ChatSession) else row.id
 
 
-def confirm(
-    db: Session, model: type[ChatSession] | type[Feedback], row: ChatSession | Feedback,
-    owner: str, now: datetime, ttl: timedelta, **stamp: object,
-) -> bool:
+def _key_column(model: type[ChatSession] | type[Feedback]):  # type: ignore[no-untyped-def]
+    return model.session_id if model is ChatSession else model.id  # type: ignore[union-attr]
+
+
+def confirm(db: Database, row: Row, owner: str, ttl: timedelta, **stamp: object) -> bool:
     """The fence before a close or feedback call: True (and the claim extended, ``stamp``
     written) only while ``owner`` still holds the row."""
-    key = model.session_id if model is ChatSession else model.id  # type: ignore[union-attr]
-    result = db.execute(update(model).where(key == _key(row), model.claim_owner == owner)
-                        .values(claim_until=now + ttl, **stamp))
+    return finish(db, row, owner, release=False, claim_until=utcnow() + ttl, **stamp)
+
+
+def finish(db: Database, row: Row, owner: str, *, release: bool = True,
+           **values: object) -> bool:
+    """Write ``values`` to a claimed close or feedback (and, with ``release``, give the claim
+    up), if ``owner`` still holds it; True when written."""
+    model = type(row)
+    released = {"claim_owner": None, "claim_until": None} if release else {}
+    with session_scope(db) as session:
+        result = session.execute(update(model).where(
+            _key_column(model) == _key(row), model.claim_owner == owner,
+        ).values(**released, **values))
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
@@ -179,26 +219,29 @@ class Held:
     feedback: list[int] = field(default_factory=list)
 
 
-def heartbeat(db: Session, owner: str, now: datetime, ttl: timedelta, held: Held) -> None:
+def heartbeat(db: Database, owner: str, ttl: timedelta, held: Held) -> None:
     """Extend ``owner``'s adapter leases and the claims of the work in ``held``.
 
     A read's lease is extended only while still in the future, so a read that just finished is
     not pushed back. Claims not in ``held`` are left to expire: their step is over, or died.
     """
+    now = utcnow()
     until = now + ttl
-    db.execute(update(AdapterState).where(AdapterState.lease_owner == owner)
-               .values(lease_until=until))
-    for model, key, ids in ((Turn, Turn.id, held.turns), (Feedback, Feedback.id, held.feedback),
-                            (ChatSession, ChatSession.session_id, held.sessions)):
-        for start in range(0, len(ids), 500):
-            db.execute(update(model).where(col(key).in_(ids[start:start + 500]),
-                                           model.claim_owner == owner)
-                       .values(claim_until=until))
-    for start in range(0, len(held.tickets), 500):
-        db.execute(update(TicketRecord).where(
-            col(TicketRecord.id).in_(held.tickets[start:start + 500]),
-            TicketRecord.sync_after > now,
-        ).values(sync_after=until))
+    with session_scope(db) as session:
+        session.execute(update(AdapterState).where(AdapterState.lease_owner == owner)
+                        .values(lease_until=until))
+        for model, key, ids in ((Turn, Turn.id, held.turns),
+                                (Feedback, Feedback.id, held.feedback),
+                                (ChatSession, ChatSession.session_id, held.sessions)):
+            for start in range(0, len(ids), 500):
+                session.execute(update(model).where(col(key).in_(ids[start:start + 500]),
+                                                    model.claim_owner == owner)
+                                .values(claim_until=until))
+        for start in range(0, len(held.tickets), 500):
+            session.execute(update(TicketRecord).where(
+                col(TicketRecord.id).in_(held.tickets[start:start + 500]),
+                TicketRecord.sync_after > now,
+            ).values(sync_after=until))
 
 
 def release_all(db: Session, owner: str) -> None:
@@ -209,6 +252,59 @@ def release_all(db: Session, owner: str) -> None:
     for model in (Turn, ChatSession, Feedback):
         db.execute(update(model).where(model.claim_owner == owner)
                    .values(claim_owner=None, claim_until=None))
+
+
+def take_back(db: Database, owner: str, *, sole: bool) -> None:
+    """At start: release what a killed run under ``owner`` left claimed and, for the only
+    instance (``sole``: it holds the SQLite file), every claim and poll lease, which can only
+    be a killed predecessor's; its claimed reads become due now instead of at lease expiry."""
+    with session_scope(db) as session:
+        release_all(session, owner)
+        if sole:
+            for model in (Turn, ChatSession, Feedback):
+                session.execute(update(model).where(col(model.claim_owner).is_not(None))
+                                .values(claim_owner=None, claim_until=None))
+            session.execute(update(AdapterState).where(col(AdapterState.lease_owner).is_not(None))
+                            .values(lease_owner=None, lease_until=None))
+            session.execute(update(TicketRecord).where(col(TicketRecord.needs_sync))
+                            .values(sync_after=utcnow()))
+
+
+def hand_back(db: Database, owner: str, unread: list[int]) -> None:
+    """At a clean stop: release everything ``owner`` holds, and make the reads it claimed but
+    never started (``unread``) due now, for any instance. Raises ``StoreError``: a stop with
+    the database gone leaves the claims to expire."""
+    with reported(), session_scope(db) as session:
+        release_all(session, owner)
+        if unread:
+            session.execute(update(TicketRecord).where(col(TicketRecord.id).in_(unread))
+                            .values(sync_after=utcnow()))
+
+
+class Outstanding(NamedTuple):
+    """What is left to do, for ``run --once``: counts, and the adapters paused right now."""
+
+    active: int  # turns in progress
+    syncing: int  # tickets due for a read, of the given adapters
+    closing: int
+    feedback: int
+    paused: list[str]
+
+
+def outstanding(db: Database, adapters: list[str]) -> Outstanding:
+    with session_scope(db) as session:
+        def count(model, *where) -> int:  # type: ignore[no-untyped-def]
+            return int(session.exec(select(func.count()).select_from(model).where(*where)).one())
+
+        active = count(Turn, col(Turn.state).in_(ACTIVE_TURN_STATES))
+        return Outstanding(
+            active,
+            count(TicketRecord, col(TicketRecord.needs_sync),
+                  col(TicketRecord.adapter).in_(adapters)),
+            count(ChatSession, ChatSession.state == SessionState.CLOSING),
+            count(Feedback, Feedback.state == FeedbackState.PENDING),
+            sorted(set(adapters) & set(paused_in(session, utcnow()))),
+        )
 
 
 def lock_sqlite_file(engine: Engine) -> IO[str] | None:

@@ -16,7 +16,7 @@ from typing import TypeAlias
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,37 @@ SQL (docs/architecture.md), so they never query through it themselves."""
 DatabaseError = SQLAlchemyError
 """Any failure of the database (unreachable, refused, a broken statement): the one error the
 layers above the store catch, to report an outage instead of failing, without importing SQL."""
+
+
+class StoreError(SQLAlchemyError):
+    """A database failure that the engine handles as an outcome (a read retried later, claims
+    left to expire), since it must not depend on the driver library. Still a
+    ``SQLAlchemyError``, with the driver's ``orig``, so whoever handled database errors above
+    the engine (the CLI, the scheduler) still does; ``kind`` names the original error for logs
+    and ``status`` (never its parameters, which hold customer text)."""
+
+    def __init__(self, cause: SQLAlchemyError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.kind = type(cause).__name__
+        self.orig = getattr(cause, "orig", None)
+
+
+class Conflict(StoreError):
+    """A uniqueness rule refused the write: another writer stored the same thing first."""
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Turn a database failure into ``StoreError`` (``Conflict`` for a uniqueness clash)."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except IntegrityError as exc:
+        raise Conflict(exc) from exc
+    except SQLAlchemyError as exc:
+        raise StoreError(exc) from exc
 
 
 def make_engine(url: str) -> Engine:
@@ -87,6 +118,14 @@ def read_scope(engine: Engine) -> Iterator[Connection]:
             yield connection
         finally:
             connection.rollback()
+
+
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    """``read_scope`` for reads that load rows as model instances: the engine decides on
+    them, then writes in a transaction of its own that re-checks in SQL what must still hold."""
+    with read_scope(engine) as connection, Session(connection) as session:
+        yield session
 
 
 @contextmanager

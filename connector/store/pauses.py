@@ -8,7 +8,10 @@ or ``connector resume``.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Engine, select, update
+from sqlmodel import Session
 
 from connector.store.db import session_scope
 from connector.store.models import AdapterState, utcnow
@@ -16,11 +19,15 @@ from connector.store.models import AdapterState, utcnow
 
 def paused(engine: Engine) -> dict[str, str]:
     """Adapters paused right now, with the reason shown to operators."""
-    now = utcnow()
     with session_scope(engine) as db:
-        rows = db.execute(select(AdapterState.adapter, AdapterState.pause_reason).where(
-            AdapterState.paused_until.is_not(None),  # type: ignore[union-attr]
-            AdapterState.paused_until > now)).all()  # type: ignore[operator]
+        return paused_in(db, utcnow())
+
+
+def paused_in(db: Session, now: datetime) -> dict[str, str]:
+    """``paused`` in the caller's transaction, at ``now``."""
+    rows = db.execute(select(AdapterState.adapter, AdapterState.pause_reason).where(
+        AdapterState.paused_until.is_not(None),  # type: ignore[union-attr]
+        AdapterState.paused_until > now)).all()  # type: ignore[operator]
     return {name: reason or "paused" for name, reason in rows}
 
 

@@ -112,6 +112,7 @@ def diagnose(exc: SQLAlchemyError, *, server: bool) -> DatabaseUnusable:
     """The error for ``exc``: a database server that did not answer is ``DatabaseUnreachable``
     (the driver gives no SQLSTATE when the connection itself failed, or 57P03 while the server
     starts); a refused login, a missing database or a bad file is the setting's fault."""
+    exc = getattr(exc, "cause", exc)  # a StoreError: what the driver said
     state = getattr(getattr(exc, "orig", None), "sqlstate", None)
     if server and isinstance(exc, OperationalError) and (
             state in UNREACHABLE_STATES or str(state).startswith("08")):

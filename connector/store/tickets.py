@@ -1,38 +1,164 @@
-"""A ticket row's read mark, written so that no concurrent writer can lose a change.
+"""Ticket rows: what the change feed reported, and the read mark that no writer can lose.
 
 Two writers touch the mark at once when several instances (or a webhook and a poll) share the
 database: the poll (or webhook) that saw a change sets it, and the read that covered the change
-it claimed clears it. Each works from a copy of the row it loaded earlier, so a value computed
+it claimed clears it. Each decides from a copy of the row it loaded earlier, so a value computed
 from that copy is stale by the time it is written: a read that clears the mark from its copy
-erases a change marked after the load, and a poll whose copy already showed the mark set writes
-nothing for it (the ORM sends only changed columns), so a read ending in between wins. Either
-way the ticket is never read again and, for a solved ticket, its session is never closed.
+erases a change marked after the load, and a poll whose copy already showed the mark set, and
+wrote only what changed, writes nothing for it, so a read ending in between wins. Either way the
+ticket is never read again and, for a solved ticket, its session is never closed.
 
 Both writes are therefore made by the database on the row as it stands when the UPDATE runs:
-the poll always writes the mark and increments ``change_seq`` in SQL; the read clears the mark
-only if ``change_seq`` is still the value it claimed. Row locks order the two UPDATEs on
+a mark always writes ``needs_sync`` and increments ``change_seq`` in SQL; a read clears the
+mark only if ``change_seq`` is still the value it claimed. Row locks order the two UPDATEs on
 PostgreSQL; SQLite has one writer at a time.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import inspect
-from sqlalchemy.orm.attributes import flag_modified
+import functools
+from datetime import datetime
+from typing import Any, NamedTuple
 
+from sqlalchemy import Connection, TextClause, bindparam, text
+from sqlmodel import Session, col, select
+
+from connector.store.db import Database, read_session, session_scope
 from connector.store.models import TicketRecord
 
-
-def mark_due(record: TicketRecord) -> None:
-    """Record that the ticket changed and must be read (again), in the caller's transaction."""
-    record.needs_sync = True
-    if inspect(record).persistent:
-        flag_modified(record, "needs_sync")  # written even where the loaded copy said True
-        record.change_seq = TicketRecord.change_seq + 1  # type: ignore[assignment]
-    else:
-        record.change_seq = (record.change_seq or 0) + 1
+MARK = "needs_sync = TRUE, change_seq = change_seq + 1"
+SETTLE = "needs_sync = (change_seq <> :seq)"  # the read covered ``:seq``; a later mark stays
 
 
-def settle_read(record: TicketRecord, seq: int) -> None:
-    """A read that covered ``change_seq == seq`` is done: the row stays due if a change came
-    since. Set last: the attribute holds a SQL expression until the transaction flushes."""
-    record.needs_sync = TicketRecord.change_seq != seq  # type: ignore[assignment]
+def rows(db: Database, adapter: str, ids: list[str]) -> dict[str, TicketRecord]:
+    """The stored rows of ``ids``, by external id, from a read-only snapshot: one query per
+    500 tickets."""
+    with read_session(db) as session:
+        return rows_in(session, adapter, ids)
+
+
+def rows_in(db: Session, adapter: str, ids: list[str]) -> dict[str, TicketRecord]:
+    found: dict[str, TicketRecord] = {}
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), 500):
+        for record in db.exec(select(TicketRecord).where(
+            TicketRecord.adapter == adapter,
+            col(TicketRecord.external_id).in_(unique[start:start + 500]),
+        )):
+            found[record.external_id] = record
+    return found
+
+
+class Report(NamedTuple):
+    """What one change-feed report changes on a ticket row, decided on a snapshot of it.
+
+    ``record``: the row as the poll decided it (a new one is inserted as it is); ``changed``:
+    for a stored row, the columns the report changed; ``due``: the ticket must be read (the
+    mark is written in SQL, see the module docstring); ``seen``: the stored values the
+    decision was made on, checked again when it is written.
+    """
+
+    record: TicketRecord
+    changed: dict[str, Any]
+    due: bool
+    new: bool
+    seen: dict[str, Any]
+
+
+def save_reports(db: Session, adapter: str, reports: list[Report], *, verify: bool) -> bool:
+    """Store a feed page's reports in the caller's transaction (the one that moves the cursor
+    past them), if every row is still as its report saw it; False, with nothing written, when
+    one changed meanwhile (a read ended, a post was counted) and the page must be decided
+    again. So the decisions are those a poll holding the rows from its read to its write
+    would make; a poll deciding on a stale copy would ask for reads nothing needs (but lose
+    nothing, which is why the caller may write without ``verify``)."""
+    current = rows_in(db, adapter, [r.record.external_id for r in reports]) if verify else {}
+    for report in reports if verify else []:
+        row = current.get(report.record.external_id)
+        stored = {} if row is None else {column: getattr(row, column) for column in report.seen}
+        if (row is None) != report.new or stored != report.seen:
+            return False
+    for report in reports:
+        if report.new:
+            report.record.change_seq = 1
+            db.add(report.record)
+        elif report.changed or report.due:
+            db.execute(_update(frozenset(report.changed), report.due),
+                       {**report.changed, "ticket_id": report.record.id})
+    return True
+
+
+@functools.cache
+def _update(columns: frozenset[str], due: bool, settle: bool = False) -> TextClause:
+    """``UPDATE ticket SET <columns> [, <mark> | <settle>] WHERE id = :ticket_id``, built once
+    per shape, with the columns' own types (datetimes as SQLite text, booleans)."""
+    table = TicketRecord.__table__  # type: ignore[attr-defined]
+    names = sorted(columns)
+    sets = [f"{c} = :{c}" for c in names] + ([MARK] if due else []) + \
+        ([SETTLE] if settle else [])
+    statement = text(f"UPDATE ticket SET {', '.join(sets)} WHERE id = :ticket_id")
+    return statement.bindparams(*(bindparam(c, type_=table.c[c].type) for c in names))
+
+
+def update_row(db: Connection | Session, row_id: int, values: dict[str, Any], *,
+               due: bool = False, settle: int | None = None) -> bool:
+    """Write ``values`` to the ticket row, with the mark (``due``) or a read's settling of the
+    mark it covered (``settle``: the claimed ``change_seq``); False when the row is gone."""
+    params = {**values, "ticket_id": row_id}
+    if settle is not None:
+        params["seq"] = settle
+    result = db.execute(_update(frozenset(values), due, settle is not None), params)
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def mark_for_read(db: Database, adapter: str, ticket_id: str, now: datetime) -> None:
+    """Ask for a read of one ticket now (a webhook said it changed, or backfill found it). Its
+    count becomes unknown until the read: the next report of it is read too."""
+    with session_scope(db) as session:
+        record = session.exec(select(TicketRecord).where(
+            TicketRecord.adapter == adapter, TicketRecord.external_id == ticket_id)).first()
+        if record is None:
+            session.add(TicketRecord(adapter=adapter, external_id=ticket_id, change_seq=1,
+                                     sync_after=now, known_messages=None))
+        else:
+            assert record.id is not None
+            update_row(session, record.id, {"sync_after": now, "known_messages": None},
+                       due=True)
+
+
+def read_failed(db: Database, row_id: int, *, counted: bool, reason: str,
+                not_before: datetime) -> None:
+    """A read that failed: read again at ``not_before``, with the error kept for ``status``;
+    ``counted``: one more failure in a row (a rate limit is none: the vendor paces us)."""
+    with session_scope(db) as session:
+        session.execute(_READ_FAILED if counted else _READ_WAITED,
+                        {"ticket_id": row_id, "reason": reason, "not_before": not_before})
+
+
+def _failed(attempts: str) -> TextClause:
+    table = TicketRecord.__table__  # type: ignore[attr-defined]
+    return text(f"UPDATE ticket SET sync_attempts = {attempts}, sync_error = :reason, "
+                "sync_after = :not_before WHERE id = :ticket_id").bindparams(
+        bindparam("not_before", type_=table.c.sync_after.type))
+
+
+_READ_FAILED = _failed("sync_attempts + 1")
+_READ_WAITED = _failed("sync_attempts")
+
+_COUNT_OWN_POST = text("UPDATE ticket SET known_messages = known_messages + 1 "
+                       "WHERE adapter = :adapter AND external_id = :ticket")
+_FORGET_COUNT = text("UPDATE ticket SET known_messages = NULL "
+                     "WHERE adapter = :adapter AND external_id = :ticket")
+
+
+def count_own_post(db: Connection | Session, adapter: str, ticket_id: str, *,
+                   counted: bool) -> None:
+    """Our post is one more message on the ticket: count it, so that the report our post itself
+    causes in the change feed needs no read. Runs in the transaction that records the post.
+
+    ``counted=False`` (a post found again by its marker after a crash, or a real draft, which a
+    helpdesk may not count as a message) makes the count unknown instead: a wrong "known" that
+    runs ahead of the helpdesk's count would hide the customer's next message.
+    """
+    db.execute(_COUNT_OWN_POST if counted else _FORGET_COUNT,
+               {"adapter": adapter, "ticket": ticket_id})

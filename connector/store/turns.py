@@ -1,0 +1,194 @@
+"""Turn rows: a step's outcome, the check before a step, the claim handed back.
+
+The hot path of every message runs through here, so its statements are plain SQL built once:
+an expression-language statement rebuilt on every step cost more CPU (construction and
+cache-key generation) than executing it. Every write of a step is conditional on the writer
+still holding the turn's claim (``claim_owner``): an instance that stood still past its lease
+writes nothing, and learns so from the result.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, TextClause, bindparam, text, update
+from sqlmodel import Session, col, select
+
+from connector.store.db import Database, read_scope, write_scope
+from connector.store.models import (
+    ACTIVE_TURN_STATES,
+    ChatSession,
+    Turn,
+    TurnState,
+    check_transition,
+)
+from connector.store.tickets import count_own_post
+
+
+def record_outcome(
+    db: Database, turn: Turn, values: dict[str, Any], owner: str, *,
+    touch_session_at: datetime | None = None, post_counted: bool | None = None,
+    similarities: Mapping[int, float] | None = None,
+) -> bool:
+    """Write a step's outcome in one short transaction and mirror it on the claimed row;
+    False (nothing written) when ``owner`` no longer holds the claim.
+
+    What comes with an outcome, in the same transaction: ``touch_session_at``, a question
+    asked in the turn's session (idle sessions count from it); ``post_counted``, our post is
+    one more message on the ticket (True: count it, so the report our post causes in the change
+    feed needs no read; False: the count becomes unknown, see ``count_own_post``);
+    ``similarities``, shadow answers of the ticket scored against the agent's reply.
+    """
+    with write_scope(db) as connection:
+        if not write_turn(connection, turn, values, owner):
+            connection.rollback()
+            return False
+        if touch_session_at is not None:
+            connection.execute(update(ChatSession)
+                               .where(col(ChatSession.session_id) == turn.session_id)
+                               .values(last_customer_at=touch_session_at))
+        if post_counted is not None:
+            count_own_post(connection, turn.adapter, turn.ticket_id, counted=post_counted)
+        record_similarities(connection, similarities or {})
+    return True
+
+
+_SIMILARITY = text("UPDATE turn SET similarity = :score WHERE id = :turn AND similarity IS NULL")
+
+
+def record_similarities(db: Connection | Session, scores: Mapping[int, float]) -> None:
+    """Shadow answers' similarity to the agent's reply, each written once."""
+    for turn_id, score in scores.items():
+        db.execute(_SIMILARITY, {"turn": turn_id, "score": score})
+
+
+def write_turn(db: Connection | Session, turn: Turn, values: dict[str, Any], owner: str) -> bool:
+    """Write ``values`` to the turn's row in the caller's transaction if ``owner`` still holds
+    its claim; mirror them on ``turn``. Returns whether the row was written."""
+    if "state" in values:
+        check_transition(turn.state, values["state"])
+    result = db.execute(_update_turn(frozenset(values)),
+                        {**values, "turn_id": turn.id, "owner": owner})
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    for key, value in values.items():
+        setattr(turn, key, value)
+    return True
+
+
+@functools.cache
+def _update_turn(columns: frozenset[str]) -> TextClause:
+    """``UPDATE turn SET <columns> WHERE id = :turn_id AND claim_owner = :owner``, built once
+    per set of columns.
+
+    Typed bind parameters keep the columns' own conversions (datetimes stored as SQLite text,
+    enums as their values); an expression-language UPDATE rebuilt on every step cost several
+    times the statement itself.
+    """
+    table = Turn.__table__  # type: ignore[attr-defined]
+    names = sorted(columns)
+    statement = text(f"UPDATE turn SET {', '.join(f'{c} = :{c}' for c in names)} "
+                     "WHERE id = :turn_id AND claim_owner = :owner")
+    return statement.bindparams(*(bindparam(c, type_=table.c[c].type) for c in names))
+
+
+def release(db: Database, turn_id: int | None, owner: str, not_before: datetime) -> None:
+    """Hand a turn back, due at ``not_before``, if ``owner`` still holds it."""
+    with write_scope(db) as connection:
+        connection.execute(update(Turn).where(col(Turn.id) == turn_id,
+                                              col(Turn.claim_owner) == owner)
+                           .values(claim_owner=None, claim_until=None,
+                                   next_attempt_at=not_before))
+
+
+class Surroundings(NamedTuple):
+    """What the rest of the ticket says about a turn."""
+
+    resolved: bool
+    status: str
+    newer: bool  # a later turn exists on the ticket
+    agent_replied: bool  # a human's public reply came after the turn's last customer message
+    session_busy: bool  # another request of its session is in flight, or queued before it
+
+
+# Plain SQL on purpose: built with the expression language, this one statement cost more CPU
+# (statement construction and cache-key generation on every call) than the rest of the step.
+_SITUATION = text("""
+SELECT
+  (SELECT t.resolved FROM ticket t WHERE t.adapter = :adapter AND t.external_id = :ticket),
+  (SELECT t.status FROM ticket t WHERE t.adapter = :adapter AND t.external_id = :ticket),
+  EXISTS (SELECT 1 FROM turn n WHERE n.adapter = :adapter AND n.ticket_id = :ticket
+          AND n.id > :turn),
+  EXISTS (SELECT 1 FROM message m WHERE m.adapter = :adapter AND m.ticket_id = :ticket
+          AND m.role = 'agent' AND m.public AND NOT m.ours
+          AND m.id > COALESCE((SELECT q.id FROM message q WHERE q.adapter = :adapter
+                               AND q.external_id = :asked), 0)),
+  EXISTS (SELECT 1 FROM turn o WHERE o.session_id = :session AND o.id <> :turn
+          AND (o.state = :submitted OR (o.state = :queued AND o.id < :turn)))
+""")
+
+
+def surroundings(db: Database, turn: Turn) -> Surroundings:
+    """The ticket around ``turn``, in one statement and a read-only snapshot (on SQLite it
+    runs beside the writer instead of queueing for its lock)."""
+    with read_scope(db) as connection:
+        resolved, status, newer, agent, busy = connection.execute(_SITUATION, {
+            "adapter": turn.adapter, "ticket": turn.ticket_id, "turn": turn.id,
+            "asked": turn.last_message_id, "session": turn.session_id,
+            "submitted": TurnState.SUBMITTED.value, "queued": TurnState.QUEUED.value,
+        }).one()
+    return Surroundings(bool(resolved), status or "", bool(newer), bool(agent), bool(busy))
+
+
+class Cancel(NamedTuple):
+    """Turns of a ticket to end without a draft: the columns to write (the reason among them),
+    the states that may be ended so, and (``asked``) only those whose last question is one of
+    these messages."""
+
+    values: dict[str, Any]
+    states: tuple[TurnState, ...]
+    asked: frozenset[str] | None = None
+
+
+def cancel_turns(db: Session, adapter: str, ticket_id: str, cancel: Cancel) -> None:
+    """End the ticket's turns that ``cancel`` names, in the caller's transaction. The states
+    are checked by the UPDATE itself, so a turn that moved on meanwhile (a post started) is
+    left alone."""
+    for state in cancel.states:
+        check_transition(state, TurnState.CANCELLED)
+    where = [col(Turn.adapter) == adapter, col(Turn.ticket_id) == ticket_id,
+             col(Turn.state).in_(cancel.states)]
+    if cancel.asked is None:
+        db.execute(update(Turn).where(*where).values(**cancel.values))
+        return
+    asked = sorted(cancel.asked)
+    for start in range(0, len(asked), 500):
+        db.execute(update(Turn).where(*where, col(Turn.last_message_id).in_(
+            asked[start:start + 500])).values(**cancel.values))
+
+
+def active_turns(db: Session, adapter: str, ticket_id: str, *, lock: bool = False) -> list[Turn]:
+    """The ticket's turns in progress, oldest first. ``lock``: hold the rows (PostgreSQL) so a
+    claim cannot take one while the caller decides on it."""
+    query = select(Turn).where(
+        Turn.adapter == adapter, Turn.ticket_id == ticket_id,
+        col(Turn.state).in_(ACTIVE_TURN_STATES),
+    ).order_by(col(Turn.id))
+    return list(db.exec(query.with_for_update() if lock else query))
+
+
+def posted_ids(db: Session, adapter: str, ticket_id: str) -> set[str]:
+    """The helpdesk ids of our posts on the ticket."""
+    return {p for p in db.exec(select(Turn.posted_id).where(
+        Turn.adapter == adapter, Turn.ticket_id == ticket_id, col(Turn.posted_id).is_not(None),
+    )).all() if p}
+
+
+def post_under_way(db: Session, adapter: str, ticket_id: str) -> bool:
+    """Whether a post of ours on the ticket may be under way (a turn in ``posting``)."""
+    return db.exec(select(Turn.id).where(
+        Turn.adapter == adapter, Turn.ticket_id == ticket_id, Turn.state == TurnState.POSTING,
+    )).first() is not None
