@@ -50,8 +50,9 @@ class UppzySettings(_Strict):
     tenant_id: str | None = None
     mode: Literal["async", "sync"] = "async"
     # sync mode: chat calls that may wait for their answer at once, each on a thread and a
-    # connection of its own, apart from engine.workers (a 5-60 s wait must not hold a worker)
-    sync_concurrency: int = Field(default=32, ge=1, le=512)
+    # connection of its own, apart from engine.workers (a 5-60 s wait must not hold a worker);
+    # unset: sized from arrivals and answer times, 4 to 64 (connector/engine/sync_slots.py)
+    sync_concurrency: int | None = Field(default=None, ge=1, le=512)
     poll_interval: Duration = 2.5
     answer_timeout: Duration = 120.0
     connect_timeout: Duration = 5.0

@@ -7,11 +7,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+import pytest
 from sqlmodel import Session, select
 
 from adapters.simulation import Fault
 from adapters.zendesk.simulator import ZendeskSimulator
 from connector.core.errors import ConfigError
+from connector.engine import runtime as runtime_module
+from connector.engine import sync_slots
 from connector.engine.runtime import Runtime
 from connector.engine.sessions import requester_key
 from connector.store import secrets
@@ -405,3 +408,57 @@ def test_shadow_mode_keeps_answers_and_compares_them_with_agents(
     shadow = collect(engine.config, engine.db)["adapters"][0]["shadow"]
     assert shadow == {"enabled": True, "answers": 3, "compared_with_agent_reply": 3,
                       "mean_similarity": round(sum(scores.values()) / 3, 3)}
+
+
+def _sync_spans(uppzy: UppzySimulator) -> int:
+    spans = [(r["created_at"], r["completed_at"]) for r in uppzy.requests_for()]
+    return max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+
+
+def test_sync_questions_are_claimed_in_batches_not_one_claim_per_slot(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Each answer freed one slot, and each freed slot claimed its one question in a claim
+    transaction of its own; now a claim takes the free slots and a quarter of the limit more."""
+    uppzy.sync_latency = 0.2
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tickets = [zendesk.create_ticket(customer, f"Sync question {n}") for n in range(40)]
+    engine = make_engine(uppzy={"mode": "sync", "sync_concurrency": 8})
+    claimed = runtime_module.claims.claim_work
+    question_claims: list[int] = []
+
+    def counted(*args, **kwargs):
+        tickets_, due = claimed(*args, **kwargs)
+        questions = sum(1 for t in due if t.state == "queued")
+        if questions:
+            question_claims.append(questions)
+        return tickets_, due
+
+    monkeypatch.setattr(runtime_module.claims, "claim_work", counted)
+    assert engine.run_once()
+    assert all(notes_per_ticket(zendesk)[t] == 1 for t in tickets)
+    assert sum(question_claims) >= 40
+    assert len(question_claims) <= 40 // 2, question_claims
+    assert _sync_spans(uppzy) <= 8  # never more at once than the limit
+
+
+def test_sync_concurrency_unset_follows_the_questions_read(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator
+):
+    """Unset, the limit follows arrivals x answer time (``sync_slots.py``, whose arithmetic
+    has tests of its own): every question read is counted, every sync answer timed."""
+    uppzy.sync_latency = 0.5
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    tickets = [zendesk.create_ticket(customer, f"Sync question {n}") for n in range(30)]
+    engine = make_engine(uppzy={"mode": "sync"}, engine={"workers": 2})
+    slots = engine.sync_slots
+    assert slots is not None and slots.configured is None
+    assert engine.run_once()
+    assert all(notes_per_ticket(zendesk)[t] == 1 for t in tickets)
+    assert 1 < _sync_spans(uppzy) <= sync_slots.CAP
+    # 30 questions in the first minute, answered in half a second: the floor is enough.
+    assert slots.limit() == sync_slots.FLOOR
+    for _ in range(200):
+        slots.answered(30.0)  # had they taken 30 s: 1.5 x 30/60 s x 30 s = 23 at once
+    assert slots.limit() == 23

@@ -100,6 +100,8 @@ def _store_read(engine: Runtime, claimed: TicketRecord, ticket: Ticket | None,
                       engine, record, messages, claimed.change_seq, posting=seen.posting))
     applied = store.record_read(engine.db, claimed.id, claimed.change_seq, values, changes)
     if applied is not None:
+        if changes.turn is not None and engine.sync_slots is not None:
+            engine.sync_slots.arrived(1)
         announce(engine, record, applied)
 
 

@@ -37,12 +37,14 @@ from connector.engine import (
     verdicts,
 )
 from connector.engine.estimator import AnswerTimeEstimator
+from connector.engine.sync_slots import SyncSlots
 from connector.engine.uppzy_health import UppzyHealth
 from connector.store import claims, pauses, retention, secrets
 from connector.store import turns as turn_rows
 from connector.store.credentials import DatabaseCredentials
 from connector.store.db import StoreError, make_engine, migrate
 from connector.store.models import Turn, TurnState, utcnow
+from connector.store.writer import GroupWriter
 from connector.uppzy import UppzyClient
 
 log = logging.getLogger(__name__)
@@ -60,11 +62,16 @@ class Runtime(UppzyHealth):
         self._listeners: list[Listener] = []
         self.instance_id = config.engine.instance_id or f"{socket.gethostname()}-{os.getpid()}"
         self.db = make_engine(config.database.url)
+        self.writer = GroupWriter(self.db)  # the steps' outcomes, one transaction a batch
+        # sync mode: how many chats may wait for their answer at once (``sync_slots.py``)
+        self.sync_slots = SyncSlots(config.uppzy.sync_concurrency) \
+            if config.uppzy.mode == "sync" else None
         self.adapters: dict[str, Adapter] = {
             s.name: adapter_class(s.type)(s, observer=self._observe_http) for s in config.adapters
         }
         for adapter in self.adapters.values():  # rotated OAuth refresh tokens live in the db
             adapter.bind_credentials(DatabaseCredentials(self.db))
+            adapter.size_pool(self._threads_calling_out())
         u = config.uppzy
         self.uppzy = UppzyClient(
             u.base_url, u.api_key.get_secret_value(),
@@ -72,7 +79,7 @@ class Runtime(UppzyHealth):
             retry=RetryPolicy(attempts=3, max_inline_wait=2.0),
             observer=self._observe_http,
             sync_read_timeout=u.answer_timeout,
-            pool_size=config.engine.workers + (u.sync_concurrency if u.mode == "sync" else 0),
+            pool_size=self._threads_calling_out(),
         )
         self.estimator = AnswerTimeEstimator(default_first_poll=min(u.poll_interval, 2.0))
         # Adapters whose change feed's message counts were seen to include private messages;
@@ -88,7 +95,6 @@ class Runtime(UppzyHealth):
         self.epochs: dict[str, datetime] = {}  # per adapter; see conversation._epoch
         self._backlog: deque[tuple[Callable[..., None], Any, bool]] = deque()
         self._sync_backlog: deque[Turn] = deque()  # questions waiting for a sync-chat slot
-        self._sync_slots = u.sync_concurrency if u.mode == "sync" else 0
         self._waiting = 0  # sync chats in flight
         # Work in hand, and the only claims the heartbeat renews: reads, turns, closes, feedback.
         self._held: set[int] = set()
@@ -111,6 +117,12 @@ class Runtime(UppzyHealth):
         self._instance_lock: IO[str] | None = None
         self._next_retention = 0.0  # monotonic time of the next retention pass
         self._installation_key = ""  # read at start(), after the migrations made its table
+
+    def _threads_calling_out(self) -> int:
+        """How many threads may call one remote system at once, which its connection pool is
+        sized to: the workers, the sync chats waiting (they post their own answers), and the
+        poller and housekeeping."""
+        return self.config.engine.workers + (self.sync_slots.most if self.sync_slots else 0) + 2
 
     # ----- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -169,6 +181,7 @@ class Runtime(UppzyHealth):
         except StoreError as exc:
             log.warning("could not hand back this instance's claims (%s); they expire after "
                         "lease_ttl", exc.kind)
+        self.writer.close()  # a step still finishing now writes its outcome on its own
         for adapter in self.adapters.values():
             adapter.close()
         self.uppzy.close()
@@ -219,7 +232,8 @@ class Runtime(UppzyHealth):
         transaction takes up to ``batch_size`` items into a local backlog that later calls
         drain first: a worker finishing a step then starts the next without a database round
         trip, and claims stop competing with the steps for SQLite's write lock. In sync mode,
-        questions go to waiting slots of their own (``uppzy.sync_concurrency``), so the 5-60 s
+        questions go to waiting slots of their own (``uppzy.sync_concurrency``, or sized from
+        arrivals and answer times, ``sync_slots.py``), so the 5-60 s
         a sync chat takes never holds a worker.
         """
         with self._dispatch_lock:
@@ -227,9 +241,10 @@ class Runtime(UppzyHealth):
                 return 0
             with self._lock:
                 free = self.config.engine.workers - self._running
-                slots = self._sync_slots - self._waiting
+                waiting = self._waiting
+            slots = self.sync_slots.limit() - waiting if self.sync_slots else 0
             work = free > 0 and not self._backlog
-            asks = max(0, slots - len(self._sync_backlog)) if self._sync_slots else 0
+            asks = self._questions_to_claim(slots)
             if work or asks:
                 self._claim(work, asks)
             started = 0
@@ -244,11 +259,21 @@ class Runtime(UppzyHealth):
                 slots -= 1
             return started
 
+    def _questions_to_claim(self, slots: int) -> int:
+        """Sync mode: questions to claim for ``slots`` free waiting slots, in batches. Claimed
+        only when the questions in hand cannot fill the free slots, and then a quarter of the
+        limit more: the next slots that free up start from those without a claim transaction
+        each (one per slot held SQLite's write lock once per answer)."""
+        if self.sync_slots is None or slots <= 0 or len(self._sync_backlog) >= slots:
+            return 0
+        ahead = max(1, self.sync_slots.limit() // 4)
+        return slots + ahead - len(self._sync_backlog)
+
     def _claim(self, work: bool, asks: int) -> None:
         """Claim due reads and turns into the backlog, alternating so neither starves; in sync
         mode, questions only as many as there are free waiting slots."""
         limit = self.config.engine.batch_size
-        sync = self._sync_slots > 0
+        sync = self.sync_slots is not None
         batches: list[tuple[int, bool | None]] = []
         if not self._uppzy_verified:
             # Until one Uppzy call succeeded, a rejected key must cost one call, not a burst.

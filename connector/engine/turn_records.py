@@ -34,7 +34,7 @@ def save(
     when the claim is no longer this instance's: ingest cancelled the turn, or another instance
     took it over while this one stood still.
     """
-    if store.record_outcome(engine.db, turn, values, engine.instance_id,
+    if store.record_outcome(engine.writer, turn, values, engine.instance_id,
                             touch_session_at=touch_session_at, post_counted=post_counted,
                             similarities=similarities):
         return True

@@ -178,6 +178,8 @@ def _ask_sync(engine: Runtime, turn: Turn, shadow: bool) -> None:
         _chat_error(engine, turn, exc, Step.CHAT)
         return
     engine.note_uppzy_ok()
+    if engine.sync_slots is not None:
+        engine.sync_slots.answered((utcnow() - started).total_seconds())
     _store_answer(engine, turn, answer, {"submitted_at": started}, None, shadow,
                   touch_session_at=started)
 

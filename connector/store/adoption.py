@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, update
 from sqlmodel import Session, col, select
 
-from connector.store.db import Database, session_scope
+from connector.store.db import Database, read_session, session_scope
 from connector.store.models import Feedback, FeedbackState, Turn, TurnState
 
 DRAFT = "draft"
@@ -66,6 +66,9 @@ def tag_replaces_implicit(db: Session, request_id: str, value: str, now: datetim
 def expire_drafts(db: Database, posted_before: datetime, now: datetime) -> dict[str, int]:
     """Drafts without an agent reply for the whole window end ``expired``; per adapter."""
     stale = and_(*_is_draft(), col(Turn.adoption).is_(None), col(Turn.posted_at) < posted_before)
+    with read_session(db) as session:  # mostly none: no write lock for nothing
+        if session.exec(select(Turn.id).where(stale).limit(1)).first() is None:
+            return {}
     with session_scope(db) as session:
         counts = dict(session.exec(select(Turn.adapter, func.count()).where(stale)
                                    .group_by(Turn.adapter)).all())

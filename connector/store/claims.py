@@ -29,7 +29,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from connector.core.errors import InstanceConflict
-from connector.store.db import Database, reported, session_scope
+from connector.store.db import Database, read_session, reported, session_scope
 from connector.store.models import (
     ACTIVE_TURN_STATES,
     AdapterState,
@@ -162,15 +162,16 @@ def claim_side_effects(
     pending = ChatSession.state == SessionState.CLOSING if model is ChatSession else \
         Feedback.state == FeedbackState.PENDING
     key = _key_column(model)
+    now = utcnow()
+    due = (pending, model.next_attempt_at <= now,
+           or_(col(model.claim_until).is_(None), col(model.claim_until) < now))
+    # Housekeeping asks on every tick, and mostly nothing is due: a read-only look first keeps
+    # those ticks from taking SQLite's write lock, which the steps' writes queue for.
+    with read_session(db) as session:
+        if session.exec(select(key).where(*due).limit(1)).first() is None:
+            return []
     with session_scope(db) as session:
-        now = utcnow()
-        query = (
-            select(model)
-            .where(pending, model.next_attempt_at <= now,
-                   or_(col(model.claim_until).is_(None), col(model.claim_until) < now))
-            .order_by(col(model.next_attempt_at))
-            .limit(limit)
-        )
+        query = select(model).where(*due).order_by(col(model.next_attempt_at)).limit(limit)
         rows = list(session.exec(_skip_locked(session, query)).all())
         if rows:
             until = now + ttl
@@ -292,7 +293,7 @@ class Outstanding(NamedTuple):
 
 
 def outstanding(db: Database, adapters: list[str]) -> Outstanding:
-    with session_scope(db) as session:
+    with read_session(db) as session:
         def count(model, *where) -> int:  # type: ignore[no-untyped-def]
             return int(session.exec(select(func.count()).select_from(model).where(*where)).one())
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, TextClause, bindparam, text, update
 from sqlmodel import Session, col, select
 
-from connector.store.db import Database, read_scope, write_scope
+from connector.store.db import Database, read_scope, reported, write_scope
 from connector.store.models import (
     ACTIVE_TURN_STATES,
     ChatSession,
@@ -26,36 +26,55 @@ from connector.store.models import (
     check_transition,
 )
 from connector.store.tickets import count_own_post
+from connector.store.writer import GroupWriter
 
 
 def record_outcome(
-    db: Database, turn: Turn, values: dict[str, Any], owner: str, *,
+    writer: GroupWriter, turn: Turn, values: dict[str, Any], owner: str, *,
     touch_session_at: datetime | None = None, post_counted: bool | None = None,
     similarities: Mapping[int, float] | None = None,
 ) -> bool:
-    """Write a step's outcome in one short transaction and mirror it on the claimed row;
-    False (nothing written) when ``owner`` no longer holds the claim.
+    """Write a step's outcome and mirror it on the claimed row once it is committed; False
+    (nothing written) when ``owner`` no longer holds the claim.
 
-    What comes with an outcome, in the same transaction: ``touch_session_at``, a question
-    asked in the turn's session (idle sessions count from it); ``post_counted``, our post is
-    one more message on the ticket (True: count it, so the report our post causes in the change
-    feed needs no read; False: the count becomes unknown, see ``count_own_post``);
-    ``similarities``, shadow answers of the ticket scored against the agent's reply.
+    The write goes through the group writer (``store/writer.py``): it shares a transaction with
+    the outcomes of other steps finishing at the same time, and this returns only once that
+    transaction committed, so a fence or a ``posting`` mark is durable before the remote call
+    that follows it. What comes with an outcome, in the same transaction:
+    ``touch_session_at``, a question asked in the turn's session (idle sessions count from
+    it); ``post_counted``, our post is one more message on the ticket (True: count it, so the
+    report our post causes in the change feed needs no read; False: the count becomes unknown,
+    see ``count_own_post``); ``similarities``, shadow answers of the ticket scored against the
+    agent's reply.
     """
-    with write_scope(db) as connection:
-        if not write_turn(connection, turn, values, owner):
-            connection.rollback()
-            return False
+    if "state" in values:
+        check_transition(turn.state, values["state"])
+    statement = _update_turn(frozenset(values))
+    params = {**values, "turn_id": turn.id, "owner": owner}
+
+    def run(connection: Connection) -> bool:
+        if connection.execute(statement, params).rowcount != 1:  # type: ignore[attr-defined]
+            return False  # not ours: the rest of the outcome is not written either
         if touch_session_at is not None:
-            connection.execute(update(ChatSession)
-                               .where(col(ChatSession.session_id) == turn.session_id)
-                               .values(last_customer_at=touch_session_at))
+            connection.execute(_TOUCH_SESSION, {"session": turn.session_id,
+                                                "at": touch_session_at})
         if post_counted is not None:
             count_own_post(connection, turn.adapter, turn.ticket_id, counted=post_counted)
         record_similarities(connection, similarities or {})
-    return True
+        return True
+
+    with reported():
+        written = writer.write(run)
+    if written:
+        for key, value in values.items():
+            setattr(turn, key, value)
+    return written
 
 
+_SESSION_TABLE = ChatSession.__table__  # type: ignore[attr-defined]
+_TOUCH_SESSION = text("UPDATE chat_session SET last_customer_at = :at "
+                      "WHERE session_id = :session").bindparams(
+    bindparam("at", type_=_SESSION_TABLE.c.last_customer_at.type))
 _SIMILARITY = text("UPDATE turn SET similarity = :score WHERE id = :turn AND similarity IS NULL")
 
 

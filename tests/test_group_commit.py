@@ -1,0 +1,165 @@
+"""Group commit (``connector/store/writer.py``): concurrent writes share transactions, each
+caller returns only once its write is durable, and one bad write costs only its own caller."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.exc import IntegrityError
+from test_postgres import pg_url  # noqa: F401  (a fixture)
+
+from connector.store.db import make_engine
+from connector.store.writer import GroupWriter
+
+
+def _prepare(engine: Engine) -> Engine:
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE item (id INTEGER PRIMARY KEY, owner TEXT)"))
+    return engine
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Engine]:
+    engine = _prepare(make_engine(f"sqlite:///{tmp_path}/w.db"))
+    yield engine
+    engine.dispose()
+
+
+def _insert(n: int):
+    def run(connection: Connection) -> int:
+        connection.execute(text("INSERT INTO item (id, owner) VALUES (:id, 'a')"), {"id": n})
+        return n
+    return run
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT count(*) FROM item")).scalar_one()
+
+
+def _held_open(writer: GroupWriter) -> tuple[threading.Event, threading.Thread]:
+    """Occupy the writer with one write that waits, so the next ones queue into one batch."""
+    release, entered = threading.Event(), threading.Event()
+
+    def slow(connection: Connection) -> None:
+        entered.set()
+        release.wait(10)
+        connection.execute(text("INSERT INTO item (id, owner) VALUES (0, 'slow')"))
+
+    thread = threading.Thread(target=writer.write, args=(slow,))
+    thread.start()
+    assert entered.wait(10)
+    return release, thread
+
+
+def _queued(writer: GroupWriter, runs: list, pool: ThreadPoolExecutor) -> list:
+    assert pool._max_workers >= len(runs)  # each queued write holds a thread until committed
+    before = writer.writes
+    futures = [pool.submit(writer.write, run) for run in runs]
+    # Each submitted write is in the writer's queue once its thread called write(); give the
+    # pool a moment to get every call there before the held write lets the writer go on.
+    for _ in range(500):
+        if writer._queue.qsize() >= len(runs):
+            break
+        threading.Event().wait(0.01)
+    assert writer._queue.qsize() == len(runs)
+    assert writer.writes == before
+    return futures
+
+
+def test_concurrent_writes_share_transactions_and_all_commit(sqlite_db: Engine):
+    begins: list[int] = []
+    event.listen(sqlite_db, "begin", lambda _c: begins.append(1))
+    writer = GroupWriter(sqlite_db)
+    try:
+        release, slow = _held_open(writer)
+        with ThreadPoolExecutor(40) as pool:
+            futures = _queued(writer, [_insert(n) for n in range(1, 41)], pool)
+            release.set()
+            assert sorted(f.result(10) for f in futures) == list(range(1, 41))
+        slow.join(10)
+    finally:
+        writer.close()
+    # The held write's transaction, then one for the 40 that queued behind it.
+    assert len(begins) == 2
+    assert _count(sqlite_db) == 41
+    assert writer.batches == 2 and writer.writes == 41
+
+
+def test_a_write_returns_only_once_it_is_committed(sqlite_db: Engine):
+    writer = GroupWriter(sqlite_db)
+    try:
+        for n in range(1, 6):
+            writer.write(_insert(n))
+            assert _count(sqlite_db) == n  # another connection sees it: committed
+    finally:
+        writer.close()
+
+
+def test_one_bad_write_fails_alone_and_the_rest_of_its_batch_commits(sqlite_db: Engine):
+    writer = GroupWriter(sqlite_db)
+    try:
+        release, slow = _held_open(writer)
+        with ThreadPoolExecutor(8) as pool:
+            runs = [_insert(1), _insert(2), _insert(0), _insert(3)]  # 0: the held write's id
+            futures = _queued(writer, runs, pool)
+            release.set()
+            assert futures[0].result(10) == 1 and futures[1].result(10) == 2
+            assert futures[3].result(10) == 3
+            with pytest.raises(IntegrityError):
+                futures[2].result(10)
+        slow.join(10)
+    finally:
+        writer.close()
+    assert _count(sqlite_db) == 4
+
+
+def test_a_failing_database_fails_every_write_of_the_batch_once(sqlite_db: Engine):
+    """A database fault is not retried write by write (against a database that does not answer,
+    that would multiply the wait by the batch size): each caller gets the error once."""
+    writer = GroupWriter(sqlite_db)
+    calls: list[int] = []
+
+    def broken(connection: Connection) -> None:
+        calls.append(1)
+        connection.execute(text("INSERT INTO missing_table VALUES (1)"))  # OperationalError
+
+    try:
+        release, slow = _held_open(writer)
+        with ThreadPoolExecutor(4) as pool:
+            futures = _queued(writer, [_insert(1), broken, _insert(2)], pool)
+            release.set()
+            for future in futures:
+                with pytest.raises(Exception, match="missing_table"):
+                    future.result(10)
+        slow.join(10)
+    finally:
+        writer.close()
+    assert calls == [1]
+    assert _count(sqlite_db) == 1  # only the held write, in its own transaction
+
+
+def test_writes_after_close_still_commit(sqlite_db: Engine):
+    writer = GroupWriter(sqlite_db)
+    writer.close()
+    assert writer.write(_insert(7)) == 7
+    assert _count(sqlite_db) == 1
+
+
+def test_concurrent_writes_on_postgresql(pg_url: str):  # noqa: F811
+    engine = _prepare(make_engine(pg_url))
+    writer = GroupWriter(engine)
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(writer.write, [_insert(n) for n in range(1, 201)]))
+        assert results == list(range(1, 201))
+        assert _count(engine) == 200
+        assert writer.batches < 200  # some writes shared a transaction
+    finally:
+        writer.close()
+        engine.dispose()
