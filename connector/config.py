@@ -51,7 +51,7 @@ class UppzySettings(_Strict):
     mode: Literal["async", "sync"] = "async"
     # sync mode: chat calls that may wait for their answer at once, each on a thread and a
     # connection of its own, apart from engine.workers (a 5-60 s wait must not hold a worker);
-    # unset: sized from arrivals and answer times, 4 to 64 (connector/engine/sync_slots.py)
+    # unset: sized from arrivals and answer times, 16 to 64 (connector/engine/sync_slots.py)
     sync_concurrency: int | None = Field(default=None, ge=1, le=512)
     poll_interval: Duration = 2.5
     answer_timeout: Duration = 120.0

@@ -30,11 +30,27 @@ def test_arrivals_times_answer_seconds_with_headroom() -> None:
     clock.now += 300
     for _ in range(20):
         slots.answered(10.0)
-    slots.arrived(300)  # one a second over the window, answers of 10 s: 10 waiting, x1.5
-    assert slots.limit() == 15
+    slots.arrived(600)  # two a second over the window, answers of 10 s: 20 waiting, x1.5
+    assert slots.limit() == 30
     for _ in range(200):
         slots.answered(20.0)  # slower answers need more slots at the same arrival rate
-    assert slots.limit() == 30
+    assert slots.limit() == 60
+
+
+def test_a_chat_waiting_long_counts_before_it_is_answered() -> None:
+    """Answers that suddenly take a minute show in the oldest chat still waiting, long before
+    one of them completes and enters the percentile."""
+    clock = Clock()
+    slots = SyncSlots(None, clock=clock)
+    clock.now += 300
+    for _ in range(20):
+        slots.answered(1.0)
+    slots.arrived(300)  # one a second; answers of 1 s need the floor
+    assert slots.limit() == FLOOR
+    with slots.waiting():
+        clock.now += 30
+        assert slots.limit() == 45  # 1/s x 30 s x 1.5
+    assert slots.limit() == FLOOR  # answered: one slow answer is not the 90th percentile
 
 
 def test_a_burst_is_capped_and_forgotten_after_the_window() -> None:
@@ -52,5 +68,5 @@ def test_the_first_minute_is_not_taken_as_a_rate() -> None:
     slots = SyncSlots(None, clock=clock)
     clock.now += 1
     slots.answered(10.0)
-    slots.arrived(6)  # six in the first second: averaged over a minute, not over one second
-    assert slots.limit() == FLOOR  # 6/60 x 10 x 1.5 = 1.5 -> the floor, not 90
+    slots.arrived(60)  # sixty in the first second: averaged over a minute, not over one second
+    assert slots.limit() == FLOOR  # 60/60 x 10 x 1.5 = 15 -> the floor, not 900

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -170,16 +171,15 @@ def _ask_sync(engine: Runtime, turn: Turn, shadow: bool) -> None:
         return
     started = utcnow()
     try:
-        answer = engine.uppzy.chat(
-            turn.site_id, turn.session_id, turn.question,
-            response_language=engine.config.uppzy.response_language,
-        )
+        with engine.sync_slots.waiting() if engine.sync_slots else nullcontext():
+            answer = engine.uppzy.chat(
+                turn.site_id, turn.session_id, turn.question,
+                response_language=engine.config.uppzy.response_language,
+            )
     except RemoteError as exc:
         _chat_error(engine, turn, exc, Step.CHAT)
         return
     engine.note_uppzy_ok()
-    if engine.sync_slots is not None:
-        engine.sync_slots.answered((utcnow() - started).total_seconds())
     _store_answer(engine, turn, answer, {"submitted_at": started}, None, shadow,
                   touch_session_at=started)
 
