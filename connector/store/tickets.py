@@ -78,13 +78,16 @@ def save_reports(db: Session, adapter: str, reports: list[Report], *, verify: bo
         stored = {} if row is None else {column: getattr(row, column) for column in report.seen}
         if (row is None) != report.new or stored != report.seen:
             return False
+    shapes: dict[tuple[frozenset[str], bool], list[dict[str, Any]]] = {}
     for report in reports:
         if report.new:
             report.record.change_seq = 1
             db.add(report.record)
         elif report.changed or report.due:
-            db.execute(_update(frozenset(report.changed), report.due),
-                       {**report.changed, "ticket_id": report.record.id})
+            shapes.setdefault((frozenset(report.changed), report.due), []).append(
+                {**report.changed, "ticket_id": report.record.id})
+    for (columns, due), rows in shapes.items():  # one executemany per shape of UPDATE
+        db.execute(_update(columns, due), rows)
     return True
 
 
