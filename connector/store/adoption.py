@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, func, update
+from sqlalchemy import Connection, and_, func, update
 from sqlmodel import Session, col, select
 
 from connector.store.db import Database, read_session, session_scope
 from connector.store.models import Feedback, FeedbackState, Turn, TurnState
+from connector.store.plain import instance, selecting
 
 DRAFT = "draft"
 PENDING = "pending"
@@ -25,12 +26,18 @@ def _is_draft() -> tuple:  # type: ignore[type-arg]
     return (Turn.state == TurnState.POSTED, Turn.outcome == DRAFT)
 
 
-def undecided_drafts(db: Session, adapter: str, ticket_id: str) -> list[Turn]:
+# Plain SQL: every conversation read asks (see ``store.plain``).
+_UNDECIDED = selecting(
+    Turn.__table__,  # type: ignore[attr-defined]
+    "WHERE adapter = :adapter AND ticket_id = :ticket AND state = :posted AND outcome = :draft "
+    "AND adoption IS NULL AND answer IS NOT NULL ORDER BY id")
+
+
+def undecided_drafts(db: Connection | Session, adapter: str, ticket_id: str) -> list[Turn]:
     """The ticket's posted drafts that have no verdict yet, oldest first."""
-    return list(db.exec(select(Turn).where(
-        Turn.adapter == adapter, Turn.ticket_id == ticket_id, *_is_draft(),
-        col(Turn.adoption).is_(None), col(Turn.answer).is_not(None),
-    ).order_by(col(Turn.id))).all())
+    return [instance(Turn, row) for row in db.execute(_UNDECIDED, {
+        "adapter": adapter, "ticket": ticket_id, "posted": TurnState.POSTED.value,
+        "draft": DRAFT})]
 
 
 def record_verdict(db: Session, turn: Turn, adoption: str, score: float | None,

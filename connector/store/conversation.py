@@ -18,20 +18,20 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import text
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from connector.store import feedback, messages, sessions, turns
 from connector.store.adoption import queue_implicit_feedback, record_verdict, undecided_drafts
-from connector.store.db import Database, read_session, reported, session_scope
+from connector.store.db import Database, read_scope, reported, session_scope
 from connector.store.messages import Awaiting, NewMessage
 from connector.store.models import (
     AdapterState,
-    SessionState,
     TicketRecord,
     Turn,
     TurnState,
     check_transition,
 )
+from connector.store.plain import instance, selecting
 from connector.store.tickets import update_row
 from connector.store.turns import Cancel
 
@@ -50,20 +50,27 @@ class Snapshot:
     shadowed: list[Awaiting]  # shadow answers not compared yet (when asked for)
 
 
+_TICKET = selecting(TicketRecord.__table__,  # type: ignore[attr-defined]
+                    "WHERE adapter = :adapter AND external_id = :ticket")
+_EPOCH = text("SELECT epoch FROM adapter_state WHERE adapter = :adapter").columns(
+    AdapterState.__table__.c.epoch)  # type: ignore[attr-defined]
+
+
 def read(db: Database, adapter: str, ticket_id: str, ids: list[str], *, epoch: bool,
          shadow: bool) -> Snapshot:
-    """The snapshot, from one read-only transaction. Raises ``StoreError``."""
-    with reported(), read_session(db) as session:
-        ticket = session.exec(select(TicketRecord).where(
-            TicketRecord.adapter == adapter, TicketRecord.external_id == ticket_id)).first()
-        found, elsewhere = messages.known(session, adapter, ticket_id, ids)
-        state = session.get(AdapterState, adapter) if epoch else None
+    """The snapshot, from one read-only transaction, in plain SQL (``store.plain``): every
+    message read comes here. Raises ``StoreError``."""
+    with reported(), read_scope(db) as connection:
+        row = connection.execute(_TICKET, {"adapter": adapter, "ticket": ticket_id}).first()
+        found, elsewhere = messages.known(connection, adapter, ticket_id, ids)
+        posted, posting = turns.posts(connection, adapter, ticket_id)
         return Snapshot(
-            ticket, found, elsewhere, turns.posted_ids(session, adapter, ticket_id),
-            state.epoch if state else None, turns.post_under_way(session, adapter, ticket_id),
-            [Awaiting(t, messages.reply_after(session, t))
-             for t in undecided_drafts(session, adapter, ticket_id)],
-            messages.shadowed(session, adapter, ticket_id) if shadow else [],
+            None if row is None else instance(TicketRecord, row), found, elsewhere, posted,
+            connection.execute(_EPOCH, {"adapter": adapter}).scalar() if epoch else None,
+            posting,
+            [Awaiting(t, messages.reply_after(connection, t))
+             for t in undecided_drafts(connection, adapter, ticket_id)],
+            messages.shadowed(connection, adapter, ticket_id) if shadow else [],
         )
 
 
@@ -217,45 +224,42 @@ def add_turn(db: Session, adapter: str, ticket_id: str, new: NewTurn,
     They join the ticket's latest turn not yet asked, unless a claim has taken it: its step may
     be asking Uppzy right now with the question as it was, and would record it as asked. Then a
     new turn asks the whole question again and supersedes the older ones (a question repeated,
-    none lost). The turns are read with their rows held (PostgreSQL), so no claim can take the
-    one joined between this check and the write.
+    none lost). The turns are read with their rows held (``turns.held_turns``), so no claim can
+    take the one joined between this check and the write. Plain SQL (``store.plain``): every
+    new customer message comes here.
     """
-    reopened = any(s.state != SessionState.OPEN
-                   for s in sessions.ticket_sessions(db, adapter, ticket_id))
+    db.flush()  # what the transaction wrote through the ORM must show in the reads below
+    reopened = sessions.had_closed(db, adapter, ticket_id)
     question = new.question
-    active = turns.active_turns(db, adapter, ticket_id, lock=True)
+    active = turns.held_turns(db, adapter, ticket_id)
     queued = next((t for t in reversed(active) if t.state == TurnState.QUEUED), None)
     if queued is not None and queued.claim_owner is not None:
         question = f"{queued.question}\n\n{question}".strip()
         queued = None
     if queued is not None:
-        queued.question = f"{queued.question}\n\n{question}".strip()
-        queued.last_message_id = new.last_message_id
-        queued.last_message_at = new.last_message_at
-        queued.updated_at = now
-        db.add(queued)
-        turn = queued
+        turns.change(db, queued.id, {
+            "question": f"{queued.question}\n\n{question}".strip(),
+            "last_message_id": new.last_message_id, "last_message_at": new.last_message_at,
+            "updated_at": now})
+        turn_id, session = queued.id, queued.session_id
     else:
-        turn = Turn(adapter=adapter, ticket_id=ticket_id,
-                    session_id=sessions.open_session(db, new.slot), site_id=new.slot.site_id,
-                    question=question, last_message_id=new.last_message_id,
-                    last_message_at=new.last_message_at)
-        db.add(turn)
-        db.flush()
-        _supersede(db, active, turn, new)
-    assert turn.id is not None
-    messages.link(db, adapter, turn.id, new.message_ids)
-    return AddedTurn(turn.id, turn.session_id, queued is None, reopened)
+        session = sessions.open_session(db, new.slot)
+        turn_id = turns.add(db, {
+            "adapter": adapter, "ticket_id": ticket_id, "session_id": session,
+            "site_id": new.slot.site_id, "question": question,
+            "last_message_id": new.last_message_id, "last_message_at": new.last_message_at})
+        _supersede(db, active, turn_id, new)
+    messages.link(db, adapter, turn_id, new.message_ids)
+    return AddedTurn(turn_id, session, queued is None, reopened)
 
 
-def _supersede(db: Session, older: list[Turn], turn: Turn, new: NewTurn) -> None:
+def _supersede(db: Session, older: list[turns.InProgress], turn_id: int, new: NewTurn) -> None:
     """Older turns point to the new one and end, as ``new`` says (their rows are held, see
     ``add_turn``)."""
     for previous in older:
         if previous.state in new.supersede:
-            previous.superseded_by = turn.id
+            values: dict[str, Any] = {"superseded_by": turn_id}
             if previous.state in new.superseded.states:
                 check_transition(previous.state, TurnState.CANCELLED)
-                for key, value in new.superseded.values.items():
-                    setattr(previous, key, value)
-            db.add(previous)
+                values.update(new.superseded.values)
+            turns.change(db, previous.id, values)

@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import insert, text
-from sqlmodel import Session, col, select
+from sqlalchemy import Connection, bindparam, insert, text
+from sqlmodel import Session
 
-from connector.store.db import Database, read_session
+from connector.store.db import Database, read_scope
 from connector.store.models import MessageRecord, Turn, TurnState
+from connector.store.plain import instance, selecting
 
 
 class NewMessage(NamedTuple):
@@ -43,7 +44,12 @@ class Awaiting(NamedTuple):
     reply: Reply | None
 
 
-def known(db: Session, adapter: str, ticket_id: str,
+_KNOWN = text("SELECT external_id, turn_id, ticket_id FROM message "
+               "WHERE adapter = :adapter AND external_id IN :ids").bindparams(
+    bindparam("ids", expanding=True))
+
+
+def known(db: Connection | Session, adapter: str, ticket_id: str,
           ids: list[str]) -> tuple[dict[str, int | None], set[str]]:
     """Which of ``ids`` are stored already (with their turn), and in which other tickets.
 
@@ -53,26 +59,23 @@ def known(db: Session, adapter: str, ticket_id: str,
     found: dict[str, int | None] = {}
     elsewhere: set[str] = set()
     for start in range(0, len(ids), 500):
-        for external_id, turn_id, owner in db.exec(select(
-            MessageRecord.external_id, MessageRecord.turn_id, MessageRecord.ticket_id,
-        ).where(
-            MessageRecord.adapter == adapter,
-            col(MessageRecord.external_id).in_(ids[start:start + 500]),
-        )).all():
+        for external_id, turn_id, owner in db.execute(_KNOWN, {
+                "adapter": adapter, "ids": ids[start:start + 500]}):
             found[external_id] = turn_id
             if owner != ticket_id:
                 elsewhere.add(owner)
     return found, elsewhere
 
 
+_STORE = insert(MessageRecord.__table__)  # type: ignore[attr-defined]
+
+
 def store(db: Session, adapter: str, ticket_id: str, messages: list[NewMessage]) -> None:
     """Insert new messages, in conversation order (row ids order the conversation). One
     executemany: an ORM flush of the same rows cost several times as much."""
     if messages:
-        db.execute(insert(MessageRecord.__table__), [  # type: ignore[attr-defined]
-            {"adapter": adapter, "ticket_id": ticket_id, **m._asdict(), "turn_id": None}
-            for m in messages
-        ])
+        db.execute(_STORE, [{"adapter": adapter, "ticket_id": ticket_id, **m._asdict(),
+                             "turn_id": None} for m in messages])
 
 
 _MESSAGE_TURN = text("UPDATE message SET turn_id = :turn "
@@ -85,32 +88,40 @@ def link(db: Session, adapter: str, turn_id: int, ids: list[str]) -> None:
                                for m in ids])
 
 
-def reply_after(db: Session, turn: Turn) -> Reply | None:
+_REPLY = text("""
+SELECT m.body, m.created_at FROM message m
+WHERE m.adapter = :adapter AND m.ticket_id = :ticket AND m.role = 'agent' AND m.public
+  AND NOT m.ours AND m.id > COALESCE((SELECT q.id FROM message q WHERE q.adapter = :adapter
+                                      AND q.external_id = :asked), 0)
+ORDER BY m.id LIMIT 1
+""").columns(MessageRecord.__table__.c.body,  # type: ignore[attr-defined]
+             MessageRecord.__table__.c.created_at)  # type: ignore[attr-defined]
+
+
+def reply_after(db: Connection | Session, turn: Turn) -> Reply | None:
     """The first public reply by a human agent stored after the turn's last customer
     message."""
-    asked = db.exec(select(MessageRecord.id).where(
-        MessageRecord.adapter == turn.adapter, MessageRecord.external_id == turn.last_message_id,
-    )).first()
-    reply = db.exec(select(MessageRecord).where(
-        MessageRecord.adapter == turn.adapter, MessageRecord.ticket_id == turn.ticket_id,
-        MessageRecord.role == "agent", col(MessageRecord.public), ~col(MessageRecord.ours),
-        col(MessageRecord.id) > (asked or 0),
-    ).order_by(col(MessageRecord.id))).first()
-    return None if reply is None else Reply(reply.body, reply.created_at)
+    row = db.execute(_REPLY, {"adapter": turn.adapter, "ticket": turn.ticket_id,
+                              "asked": turn.last_message_id}).first()
+    return None if row is None else Reply(*row)
 
 
-def shadowed(db: Session, adapter: str, ticket_id: str) -> list[Awaiting]:
+_SHADOWED = selecting(
+    Turn.__table__,  # type: ignore[attr-defined]
+    "WHERE adapter = :adapter AND ticket_id = :ticket AND state = :shadowed "
+    "AND similarity IS NULL AND answer IS NOT NULL")
+
+
+def shadowed(db: Connection | Session, adapter: str, ticket_id: str) -> list[Awaiting]:
     """The ticket's shadow answers not compared yet, each with its stored agent reply."""
-    return [Awaiting(turn, reply_after(db, turn)) for turn in db.exec(select(Turn).where(
-        Turn.adapter == adapter, Turn.ticket_id == ticket_id,
-        Turn.state == TurnState.SHADOWED, col(Turn.similarity).is_(None),
-        col(Turn.answer).is_not(None),
-    ))]
+    turns = [instance(Turn, row) for row in db.execute(_SHADOWED, {
+        "adapter": adapter, "ticket": ticket_id, "shadowed": TurnState.SHADOWED.value})]
+    return [Awaiting(turn, reply_after(db, turn)) for turn in turns]
 
 
 def awaiting_comparison(db: Database, turn: Turn) -> list[Awaiting]:
     """``turn`` (its answer about to be kept in shadow mode) and the ticket's other shadow
     answers not compared yet, each with its stored agent reply; from a read-only snapshot."""
-    with read_session(db) as session:
-        own = [] if turn.answer is None else [Awaiting(turn, reply_after(session, turn))]
-        return own + shadowed(session, turn.adapter, turn.ticket_id)
+    with read_scope(db) as connection:
+        own = [] if turn.answer is None else [Awaiting(turn, reply_after(connection, turn))]
+        return own + shadowed(connection, turn.adapter, turn.ticket_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import exists, func, text
+from sqlalchemy import exists, func, insert, text
 from sqlmodel import Session, col, select
 
 from connector.store.db import Database, session_scope
@@ -35,18 +35,27 @@ def session_id(base: str, seq: int) -> str:
     return base if seq <= 1 else f"{base}-{seq}"
 
 
+_STATE = text("SELECT state FROM chat_session WHERE session_id = :id")
+_NEW = insert(ChatSession.__table__)  # type: ignore[attr-defined]
+_SESSION_SEQ = text("UPDATE ticket SET session_seq = :seq "
+                    "WHERE adapter = :adapter AND external_id = :ticket")
+
+
 def open_session(db: Session, slot: Slot) -> str:
     """The session a new turn goes to, in the caller's transaction: the first open one from
-    ``slot.first_seq`` on, made if none is."""
+    ``slot.first_seq`` on, made if none is. Plain SQL (``store.plain``): a new turn on every
+    new ticket comes here."""
+    db.flush()  # a session closed earlier in the transaction must look closed here
     seq = slot.first_seq
     while True:
         current = session_id(slot.base, seq)
-        existing = db.get(ChatSession, current)
-        if existing is None:
-            db.add(ChatSession(session_id=current, adapter=slot.adapter, site_id=slot.site_id,
-                               ticket_id=slot.ticket_id if slot.per_thread else None))
+        state = db.execute(_STATE, {"id": current}).scalar()
+        if state is None:
+            db.execute(_NEW, {"session_id": current, "adapter": slot.adapter,
+                              "site_id": slot.site_id,
+                              "ticket_id": slot.ticket_id if slot.per_thread else None})
             break
-        if existing.state == SessionState.OPEN:
+        if state == SessionState.OPEN:
             break
         seq += 1
     if slot.per_thread and seq != slot.first_seq:  # the ticket holds ``first_seq`` already
@@ -54,8 +63,14 @@ def open_session(db: Session, slot: Slot) -> str:
     return current
 
 
-_SESSION_SEQ = text("UPDATE ticket SET session_seq = :seq "
-                    "WHERE adapter = :adapter AND external_id = :ticket")
+_REOPENED = text("SELECT 1 FROM chat_session WHERE adapter = :adapter AND ticket_id = :ticket "
+                 "AND state <> :open LIMIT 1")
+
+
+def had_closed(db: Session, adapter: str, ticket_id: str) -> bool:
+    """Whether a session of the ticket's own was closed (or is closing): the ticket reopened."""
+    return db.execute(_REOPENED, {"adapter": adapter, "ticket": ticket_id,
+                                  "open": SessionState.OPEN.value}).first() is not None
 
 
 def request_close(db: Session, chat_id: str, reason: str, now: datetime) -> bool:

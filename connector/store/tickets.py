@@ -20,11 +20,14 @@ import functools
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, TextClause, bindparam, text
+from sqlalchemy import Connection, TextClause, text
 from sqlmodel import Session, col, select
 
 from connector.store.db import Database, read_session, session_scope
 from connector.store.models import TicketRecord
+from connector.store.plain import bound
+
+TABLE = TicketRecord.__table__  # type: ignore[attr-defined]
 
 MARK = "needs_sync = TRUE, change_seq = change_seq + 1"
 SETTLE = "needs_sync = (change_seq <> :seq)"  # the read covered ``:seq``; a later mark stays
@@ -95,12 +98,10 @@ def save_reports(db: Session, adapter: str, reports: list[Report], *, verify: bo
 def _update(columns: frozenset[str], due: bool, settle: bool = False) -> TextClause:
     """``UPDATE ticket SET <columns> [, <mark> | <settle>] WHERE id = :ticket_id``, built once
     per shape, with the columns' own types (datetimes as SQLite text, booleans)."""
-    table = TicketRecord.__table__  # type: ignore[attr-defined]
     names = sorted(columns)
     sets = [f"{c} = :{c}" for c in names] + ([MARK] if due else []) + \
         ([SETTLE] if settle else [])
-    statement = text(f"UPDATE ticket SET {', '.join(sets)} WHERE id = :ticket_id")
-    return statement.bindparams(*(bindparam(c, type_=table.c[c].type) for c in names))
+    return bound(f"UPDATE ticket SET {', '.join(sets)} WHERE id = :ticket_id", TABLE, names)
 
 
 def update_row(db: Connection | Session, row_id: int, values: dict[str, Any], *,
@@ -135,14 +136,12 @@ def read_failed(db: Database, row_id: int, *, counted: bool, reason: str,
     ``counted``: one more failure in a row (a rate limit is none: the vendor paces us)."""
     with session_scope(db) as session:
         session.execute(_READ_FAILED if counted else _READ_WAITED,
-                        {"ticket_id": row_id, "reason": reason, "not_before": not_before})
+                        {"ticket_id": row_id, "reason": reason, "sync_after": not_before})
 
 
 def _failed(attempts: str) -> TextClause:
-    table = TicketRecord.__table__  # type: ignore[attr-defined]
-    return text(f"UPDATE ticket SET sync_attempts = {attempts}, sync_error = :reason, "
-                "sync_after = :not_before WHERE id = :ticket_id").bindparams(
-        bindparam("not_before", type_=table.c.sync_after.type))
+    return bound(f"UPDATE ticket SET sync_attempts = {attempts}, sync_error = :reason, "
+                 "sync_after = :sync_after WHERE id = :ticket_id", TABLE, ["sync_after"])
 
 
 _READ_FAILED = _failed("sync_attempts + 1")

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, TextClause, bindparam, text, update
-from sqlmodel import Session, col, select
+from sqlalchemy import Connection, TextClause, bindparam, insert, text, update
+from sqlmodel import Session, col
 
 from connector.store.db import Database, read_scope, reported, write_scope
 from connector.store.models import (
@@ -25,8 +25,11 @@ from connector.store.models import (
     TurnState,
     check_transition,
 )
+from connector.store.plain import bound
 from connector.store.tickets import count_own_post
 from connector.store.writer import GroupWriter
+
+TABLE = Turn.__table__  # type: ignore[attr-defined]
 
 
 def record_outcome(
@@ -98,20 +101,25 @@ def write_turn(db: Connection | Session, turn: Turn, values: dict[str, Any], own
     return True
 
 
+def change(db: Connection | Session, turn_id: int, values: dict[str, Any]) -> None:
+    """Write ``values`` to a turn's row in the caller's transaction, whoever holds it: for the
+    store's own compound writes, whose rows the transaction holds."""
+    db.execute(_update_turn(frozenset(values), fenced=False), {**values, "turn_id": turn_id})
+
+
 @functools.cache
-def _update_turn(columns: frozenset[str]) -> TextClause:
-    """``UPDATE turn SET <columns> WHERE id = :turn_id AND claim_owner = :owner``, built once
-    per set of columns.
+def _update_turn(columns: frozenset[str], *, fenced: bool = True) -> TextClause:
+    """``UPDATE turn SET <columns> WHERE id = :turn_id AND claim_owner = :owner`` (without the
+    owner unless ``fenced``), built once per set of columns.
 
     Typed bind parameters keep the columns' own conversions (datetimes stored as SQLite text,
     enums as their values); an expression-language UPDATE rebuilt on every step cost several
     times the statement itself.
     """
-    table = Turn.__table__  # type: ignore[attr-defined]
     names = sorted(columns)
-    statement = text(f"UPDATE turn SET {', '.join(f'{c} = :{c}' for c in names)} "
-                     "WHERE id = :turn_id AND claim_owner = :owner")
-    return statement.bindparams(*(bindparam(c, type_=table.c[c].type) for c in names))
+    fence = " AND claim_owner = :owner" if fenced else ""
+    return bound(f"UPDATE turn SET {', '.join(f'{c} = :{c}' for c in names)} "
+                 f"WHERE id = :turn_id{fence}", TABLE, names)
 
 
 def release(db: Database, turn_id: int | None, owner: str, not_before: datetime) -> None:
@@ -189,25 +197,46 @@ def cancel_turns(db: Session, adapter: str, ticket_id: str, cancel: Cancel) -> N
             asked[start:start + 500])).values(**cancel.values))
 
 
-def active_turns(db: Session, adapter: str, ticket_id: str, *, lock: bool = False) -> list[Turn]:
-    """The ticket's turns in progress, oldest first. ``lock``: hold the rows (PostgreSQL) so a
-    claim cannot take one while the caller decides on it."""
-    query = select(Turn).where(
-        Turn.adapter == adapter, Turn.ticket_id == ticket_id,
-        col(Turn.state).in_(ACTIVE_TURN_STATES),
-    ).order_by(col(Turn.id))
-    return list(db.exec(query.with_for_update() if lock else query))
+class InProgress(NamedTuple):
+    """A turn in progress, as deciding about new messages needs it."""
+
+    id: int
+    state: str
+    claim_owner: str | None
+    question: str
+    session_id: str
 
 
-def posted_ids(db: Session, adapter: str, ticket_id: str) -> set[str]:
-    """The helpdesk ids of our posts on the ticket."""
-    return {p for p in db.exec(select(Turn.posted_id).where(
-        Turn.adapter == adapter, Turn.ticket_id == ticket_id, col(Turn.posted_id).is_not(None),
-    )).all() if p}
+_ACTIVE = ("SELECT id, state, claim_owner, question, session_id FROM turn "
+           "WHERE adapter = :adapter AND ticket_id = :ticket AND state IN :states ORDER BY id")
+_HELD = {lock: text(_ACTIVE + (" FOR UPDATE" if lock else "")).bindparams(
+    bindparam("states", expanding=True)) for lock in (False, True)}
 
 
-def post_under_way(db: Session, adapter: str, ticket_id: str) -> bool:
-    """Whether a post of ours on the ticket may be under way (a turn in ``posting``)."""
-    return db.exec(select(Turn.id).where(
-        Turn.adapter == adapter, Turn.ticket_id == ticket_id, Turn.state == TurnState.POSTING,
-    )).first() is not None
+def held_turns(db: Session, adapter: str, ticket_id: str) -> list[InProgress]:
+    """The ticket's turns in progress, oldest first, their rows held (PostgreSQL; SQLite's
+    writer holds every row) so a claim cannot take one while the caller decides on it."""
+    lock = db.get_bind().dialect.name == "postgresql"
+    return [InProgress(*row) for row in db.execute(_HELD[lock], {
+        "adapter": adapter, "ticket": ticket_id,
+        "states": [s.value for s in ACTIVE_TURN_STATES]})]
+
+
+_POSTS = text("SELECT posted_id, state FROM turn WHERE adapter = :adapter AND ticket_id = :ticket "
+              "AND (posted_id IS NOT NULL OR state = :posting)")
+
+
+def posts(db: Connection | Session, adapter: str, ticket_id: str) -> tuple[set[str], bool]:
+    """The helpdesk ids of our posts on the ticket, and whether a post of ours may be under way
+    (a turn in ``posting``)."""
+    rows = db.execute(_POSTS, {"adapter": adapter, "ticket": ticket_id,
+                               "posting": TurnState.POSTING.value}).all()
+    return {p for p, _ in rows if p}, any(state == TurnState.POSTING for _, state in rows)
+
+
+_NEW = insert(TABLE).returning(TABLE.c.id)
+
+
+def add(db: Session, values: dict[str, Any]) -> int:
+    """Insert a turn (the columns not in ``values`` take their defaults); returns its id."""
+    return int(db.execute(_NEW, values).scalar_one())
