@@ -94,6 +94,7 @@ def main() -> None:
             engine.run_once(idle_sleep=0.01)
             engine.run_once(idle_sleep=0.01)  # the re-read our own notes cause
             cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+            shared = engine.writer.writes / max(1, engine.writer.batches)
             event.remove(engine.db, "before_cursor_execute", on_statement)
             event.remove(engine.db, "begin", on_begin)
             posted = len(zendesk.notes_by(zendesk.bot_user_id)) - warm
@@ -109,6 +110,7 @@ def main() -> None:
     writes = sum(n for k, n in transactions.items() if k.startswith("write"))
     print(f"transactions per message: {sum(transactions.values()) / per:.2f} "
           f"({writes / per:.2f} writing, the rest read-only snapshots)")
+    print(f"step outcomes per group commit: {shared:.2f} (since the start, warm-up included)")
     print(f"conversation reads per message: {reads / per:.2f}")
     print(f"process CPU per message (simulators included): {cpu / per * 1000:.2f} ms; "
           f"wall {wall:.1f} s")

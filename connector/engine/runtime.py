@@ -242,9 +242,10 @@ class Runtime(UppzyHealth):
             with self._lock:
                 free = self.config.engine.workers - self._running
                 waiting = self._waiting
-            slots = self.sync_slots.limit() - waiting if self.sync_slots else 0
+            limit = self.sync_slots.limit() if self.sync_slots else 0
+            slots = limit - waiting
             work = free > 0 and not self._backlog
-            asks = self._questions_to_claim(slots)
+            asks = self._questions_to_claim(slots, limit)
             if work or asks:
                 self._claim(work, asks)
             started = 0
@@ -259,14 +260,14 @@ class Runtime(UppzyHealth):
                 slots -= 1
             return started
 
-    def _questions_to_claim(self, slots: int) -> int:
+    def _questions_to_claim(self, slots: int, limit: int) -> int:
         """Sync mode: questions to claim for ``slots`` free waiting slots, in batches. Claimed
         only when the questions in hand cannot fill the free slots, and then a quarter of the
         limit more: the next slots that free up start from those without a claim transaction
         each (one per slot held SQLite's write lock once per answer)."""
-        if self.sync_slots is None or slots <= 0 or len(self._sync_backlog) >= slots:
+        if slots <= 0 or len(self._sync_backlog) >= slots:
             return 0
-        ahead = max(1, self.sync_slots.limit() // 4)
+        ahead = max(1, limit // 4)
         return slots + ahead - len(self._sync_backlog)
 
     def _claim(self, work: bool, asks: int) -> None:

@@ -50,10 +50,7 @@ def record_outcome(
     see ``count_own_post``); ``similarities``, shadow answers of the ticket scored against the
     agent's reply.
     """
-    if "state" in values:
-        check_transition(turn.state, values["state"])
-    statement = _update_turn(frozenset(values))
-    params = {**values, "turn_id": turn.id, "owner": owner}
+    statement, params = _fenced_update(turn, values, owner)
 
     def run(connection: Connection) -> bool:
         if connection.execute(statement, params).rowcount != 1:  # type: ignore[attr-defined]
@@ -69,8 +66,7 @@ def record_outcome(
     with reported():
         written = writer.write(run)
     if written:
-        for key, value in values.items():
-            setattr(turn, key, value)
+        _mirror(turn, values)
     return written
 
 
@@ -90,15 +86,25 @@ def record_similarities(db: Connection | Session, scores: Mapping[int, float]) -
 def write_turn(db: Connection | Session, turn: Turn, values: dict[str, Any], owner: str) -> bool:
     """Write ``values`` to the turn's row in the caller's transaction if ``owner`` still holds
     its claim; mirror them on ``turn``. Returns whether the row was written."""
+    if db.execute(*_fenced_update(turn, values, owner)).rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    _mirror(turn, values)
+    return True
+
+
+def _fenced_update(turn: Turn, values: dict[str, Any], owner: str
+                   ) -> tuple[TextClause, dict[str, Any]]:
+    """The UPDATE of ``values`` that only matches while ``owner`` holds the claim, and its
+    parameters; a state change the state machine does not allow is refused before it."""
     if "state" in values:
         check_transition(turn.state, values["state"])
-    result = db.execute(_update_turn(frozenset(values)),
-                        {**values, "turn_id": turn.id, "owner": owner})
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return False
+    return _update_turn(frozenset(values)), {**values, "turn_id": turn.id, "owner": owner}
+
+
+def _mirror(turn: Turn, values: dict[str, Any]) -> None:
+    """The claimed row in memory, as written: the next step decides on it."""
     for key, value in values.items():
         setattr(turn, key, value)
-    return True
 
 
 def change(db: Connection | Session, turn_id: int, values: dict[str, Any]) -> None:

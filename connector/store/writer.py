@@ -61,7 +61,9 @@ class GroupWriter:
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
         self._thread.start()
-        self.batches = 0  # transactions committed or attempted: read by the benchmark
+        # Transactions committed or attempted, and the writes in them: bench/statements.py
+        # prints writes per commit.
+        self.batches = 0
         self.writes = 0
 
     def write(self, run: Callable[[Connection], T]) -> T:
