@@ -78,6 +78,7 @@ class Instance:
     config: Path
     workdir: Path
     proc: subprocess.Popen[bytes] | None = None
+    log_level: str = "warning"
     stopped: bool = False
     killed: bool = False  # down on purpose until its restart
     pids: list[int] = field(default_factory=list)
@@ -88,7 +89,7 @@ class Instance:
         env = {**os.environ, "BENCH_INSTANCE": f"soak-{self.slot}"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "connector", "run", "--config", str(self.config),
-             "--log-level", "warning"],
+             "--log-level", self.log_level],
             stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, cwd=self.workdir, env=env,
             stderr=(self.workdir / f"daemon-{self.slot}.log").open("ab"),
         )
@@ -155,7 +156,7 @@ class Soak:
             self.db_url = _through(self.db_url, self.proxy.port)
         self.config = workdir / "config.yaml"
         self.write_config(args.answer_timeout)
-        self.instances = [Instance(n, self.config, workdir) for n in range(count)]
+        self.instances = [Instance(n, self.config, workdir, args.log_level) for n in range(count)]
         stack.callback(self.end_instances)
         self.events: list[Event] = []
         self.pending: list[Pending] = []
@@ -757,6 +758,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, help="random seed (events, workload)")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--keep", action="store_true", help="keep the work dirs (logs, db)")
+    parser.add_argument("--log-level", default="warning",
+                        help="the daemons' log level (info traces each turn, for a loss or a "
+                             "repeat to be followed; use with --keep)")
     args = parser.parse_args()
     if args.timeout_events is None:
         args.timeout_events = args.events // 10
