@@ -156,7 +156,8 @@ class Soak:
             self.db_url = _through(self.db_url, self.proxy.port)
         self.config = workdir / "config.yaml"
         self.write_config(args.answer_timeout)
-        self.instances = [Instance(n, self.config, workdir, log_level=args.log_level) for n in range(count)]
+        self.instances = [Instance(n, self.config, workdir, log_level=args.log_level)
+                          for n in range(count)]
         stack.callback(self.end_instances)
         self.events: list[Event] = []
         self.pending: list[Pending] = []

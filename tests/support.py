@@ -108,6 +108,6 @@ def claim_reads(engine: Any, limit: int) -> list[Any]:
     from connector.store import claims
 
     tickets, _ = claims.claim_work(
-        engine.db, engine.instance_id, engine.lease_ttl, adapters=list(engine.adapters),
+        engine.writer, engine.instance_id, engine.lease_ttl, adapters=list(engine.adapters),
         tickets=limit, turns=[], posting_grace=engine.posting_grace)
     return tickets

@@ -163,3 +163,55 @@ def test_concurrent_writes_on_postgresql(pg_url: str):  # noqa: F811
     finally:
         writer.close()
         engine.dispose()
+
+
+def test_a_read_whose_ticket_is_gone_writes_nothing_and_spares_its_batch(tmp_path: Path):
+    """A conversation read's outcome goes through the writer too. When its ticket row went
+    away meanwhile (retention), none of its writes may stay, and the read it shares a batch
+    with must still commit whole."""
+    from sqlmodel import Session, select
+
+    from connector.store.conversation import Changes, record_read
+    from connector.store.db import open_migrated
+    from connector.store.messages import NewMessage
+    from connector.store.models import MessageRecord, TicketRecord, utcnow
+
+    db = _prepare(open_migrated(f"sqlite:///{tmp_path}/c.db"))
+    with Session(db) as session:
+        ticket = TicketRecord(adapter="zd", external_id="7", change_seq=3, sync_after=utcnow())
+        session.add(ticket)
+        session.commit()
+        row_id = ticket.id
+    assert row_id is not None
+
+    def changes(ticket_id: str, message_id: str) -> Changes:
+        now = utcnow()
+        return Changes("zd", ticket_id, now, [NewMessage(message_id, "customer", True, False,
+                                                         now, "Where is my order?")])
+
+    writer = GroupWriter(db)
+    try:
+        release, slow = _held_open(writer)
+        with ThreadPoolExecutor(4) as pool:
+            futures = [
+                pool.submit(record_read, writer, row_id + 1, 1, {}, changes("8", "gone-1")),
+                pool.submit(record_read, writer, row_id, 3, {"status": "open"},
+                            changes("7", "kept-1")),
+            ]
+            for _ in range(500):
+                if writer._queue.qsize() >= 2:
+                    break
+                threading.Event().wait(0.01)
+            assert writer._queue.qsize() == 2  # both in the next batch
+            release.set()
+            assert futures[0].result(10) is None
+            assert futures[1].result(10) is not None
+        slow.join(10)
+    finally:
+        writer.close()
+    with Session(db) as session:
+        stored = session.exec(select(MessageRecord.external_id)).all()
+        ticket = session.get(TicketRecord, row_id)
+    assert stored == ["kept-1"]
+    assert ticket is not None and ticket.status == "open" and not ticket.needs_sync
+    db.dispose()

@@ -108,6 +108,34 @@ def test_killed_around_asking_uppzy(
     assert repeats == ["chat"]
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_killed_between_a_read_and_the_ask_of_the_turn_it_created(
+    make_config, zendesk: ZendeskSimulator, uppzy: UppzySimulator,
+):
+    """Row "read": a read creates its new turn claimed by its own instance, which asks it next
+    without claiming it again. Killed in between, the restart drops that claim and asks the
+    question once: nothing was asked, so nothing is counted as a repeat."""
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    warm = zendesk.create_ticket(customer, "First question?")  # proves the key: claims skipped
+    config = make_config()
+    first = Runtime(config)
+    first.start()
+    run(first, lambda: notes_per_ticket(zendesk)[warm] == 1 and not first.busy())
+    tid = zendesk.create_ticket(customer, "Second question?")
+    fired = kill_at(first, "hand_on", "before")
+    run(first, lambda: bool(fired) and not first._running)
+    abandon(first)
+    assert uppzy.questions(f"zd-{tid}") == []
+    repeats: list[str] = []
+    second = restarted(config, repeats)
+    try:
+        run(second, lambda: notes_per_ticket(zendesk)[tid] == 1 and not second.busy())
+    finally:
+        second.shutdown(grace=2)
+    assert len(uppzy.questions(f"zd-{tid}")) == 1
+    assert repeats == []
+
+
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_killed_around_posting(
     make_config, zendesk: ZendeskSimulator, uppzy: UppzySimulator, when: str

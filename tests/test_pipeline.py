@@ -462,3 +462,33 @@ def test_sync_concurrency_unset_follows_the_questions_read(
     for _ in range(200):
         slots.answered(30.0)  # had they taken 30 s: 1.5 x 30/60 s x 30 s = 23 at once
     assert slots.limit() == 23
+
+
+def test_a_new_question_is_asked_without_a_claim_of_its_own(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A read that finds a new question creates its turn claimed by this instance and hands it
+    to the next free worker: claiming it again took a third of all claims. Only the first
+    questions read before the first Uppzy call succeeded are claimed, as before: one of them
+    is the probe that proves the key."""
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    engine = make_engine()
+    zendesk.create_ticket(customer, "The first question?")
+    assert engine.run_once()
+    tickets = [zendesk.create_ticket(customer, f"Question {n}?") for n in range(12)]
+    claim_turns = runtime_module.claims.claim_turns
+    asked_after_claim: list[int] = []
+
+    def counted(*args, **kwargs):
+        claimed = claim_turns(*args, **kwargs)
+        asked_after_claim.extend(t.id for t in claimed if t.state == "queued")
+        return claimed
+
+    monkeypatch.setattr(runtime_module.claims, "claim_turns", counted)
+    assert engine.run_once()
+    assert all(notes_per_ticket(zendesk)[t] == 1 for t in tickets)
+    assert asked_after_claim == []
+    assert uppzy.call_count("chat_async") == len(tickets) + 1
+    # Every claim was released with its step: nothing is left held by this instance.
+    assert all(t.claim_owner is None for t in turns(engine))

@@ -94,15 +94,17 @@ def _store_read(engine: Runtime, claimed: TicketRecord, ticket: Ticket | None,
                                                         ticket.requester_id)}
         for key, value in values.items():
             setattr(record, key, value)
-    changes = plan(engine, record, messages, seen)
+    changes = plan(engine, record, messages, seen, claim=engine.new_turn_claim())
     values.update(sync_after=changes.now, sync_attempts=0, sync_error=None,
                   synced_at=changes.now, known_messages=_count_read(
                       engine, record, messages, claimed.change_seq, posting=seen.posting))
-    applied = store.record_read(engine.db, claimed.id, claimed.change_seq, values, changes)
+    applied = store.record_read(engine.writer, claimed.id, claimed.change_seq, values, changes)
     if applied is not None:
         if changes.turn is not None and engine.sync_slots is not None:
             engine.sync_slots.arrived(1)
         announce(engine, record, applied)
+        if applied.turn is not None and applied.turn.claimed is not None:
+            engine.hand_on(applied.turn.claimed)
 
 
 def _count_read(engine: Runtime, record: TicketRecord, messages: list[Message], seq: int, *,
@@ -171,13 +173,14 @@ def _finish_gone(engine: Runtime, claimed: TicketRecord, seq: int, reason: str) 
 
 
 def plan(engine: Runtime, record: TicketRecord, messages: list[Message], seen: Snapshot, *,
-         history_ok: bool = False) -> Changes:
+         history_ok: bool = False, claim: tuple[str, datetime] | None = None) -> Changes:
     """Decide what the read means: new messages, a new turn, a cancel, a session close.
 
     Only public customer messages that came after the last public agent reply, and after the
     adapter's epoch, start work; our own posts (recognised by marker or posted id), agent
     replies, internal notes and system events never do. ``history_ok`` is backfill's: no epoch,
-    and messages stored earlier as history (in no turn yet) count as new.
+    and messages stored earlier as history (in no turn yet) count as new. ``claim``: a new turn
+    is created with it (owner, until), for the reader to hand on (``Runtime.hand_on``).
     """
     name, now = record.adapter, utcnow()
     # Shadow mode answers what agents already answered too: that is the comparison.
@@ -202,7 +205,7 @@ def plan(engine: Runtime, record: TicketRecord, messages: list[Message], seen: S
     return Changes(
         name, record.external_id, now, rows, merged, judged, answered=answered, rating=rating,
         similarities=replies.similarities(seen.shadowed, rows) if shadow else {},
-        turn=_new_turn(engine, record, new_customer) if new_customer else None,
+        turn=_new_turn(engine, record, new_customer, claim) if new_customer else None,
     )
 
 
@@ -252,7 +255,8 @@ def _ending(engine: Runtime, reason: str, status: str = "") -> Ending:
     return Ending(Cancel(cancelled(reason), ENDABLE), close, status)
 
 
-def _new_turn(engine: Runtime, record: TicketRecord, new_messages: list[Message]) -> NewTurn:
+def _new_turn(engine: Runtime, record: TicketRecord, new_messages: list[Message],
+              claim: tuple[str, datetime] | None) -> NewTurn:
     """Messages that arrive together form one turn; they join a turn not yet asked (unless a
     claim took it: ``store.conversation.add_turn``). A new turn supersedes the older ones
     already asked; those answered and not posted yet end, since their answer is outdated."""
@@ -264,6 +268,7 @@ def _new_turn(engine: Runtime, record: TicketRecord, new_messages: list[Message]
                       engine.site_for(record.adapter)),
         (TurnState.SUBMITTED, TurnState.ANSWERED),
         Cancel(cancelled("superseded by a newer customer message"), (TurnState.ANSWERED,)),
+        claim,
     )
 
 

@@ -260,6 +260,27 @@ class Runtime(UppzyHealth):
                 slots -= 1
             return started
 
+    def new_turn_claim(self) -> tuple[str, datetime] | None:
+        """The claim a read gives the turn it creates (owner, until), so that turn's question
+        goes to the next free worker or waiting slot (``hand_on``) without a claim of its own:
+        that claim was a third of all claims, and a dispatch's wait. None until an Uppzy call
+        succeeded (a rejected key must cost one call, see ``_claim``) or while stopping."""
+        if not self._uppzy_verified or self._stopping or self.fatal is not None:
+            return None
+        return self.instance_id, utcnow() + self.lease_ttl
+
+    def hand_on(self, turn: Turn) -> None:
+        """Take a turn created claimed by this instance's read (``new_turn_claim``) into the
+        backlog, as if a claim had taken it; the dispatch after the read's step starts it."""
+        with self._lock:
+            if turn.id in self._turns_held:
+                return
+            self._turns_held.add(turn.id)  # type: ignore[arg-type]
+        if self.sync_slots is not None:
+            self._sync_backlog.append(turn)
+        else:
+            self._backlog.append((turns.advance, turn, True))
+
     def _questions_to_claim(self, slots: int, limit: int) -> int:
         """Sync mode: questions to claim for ``slots`` free waiting slots, in batches. Claimed
         only when the questions in hand cannot fill the free slots, and then a quarter of the
@@ -288,7 +309,7 @@ class Runtime(UppzyHealth):
             if asks:
                 batches.append((asks, True))
         tickets, due = claims.claim_work(
-            self.db, self.instance_id, self.lease_ttl, adapters=list(self.adapters),
+            self.writer, self.instance_id, self.lease_ttl, adapters=list(self.adapters),
             tickets=limit if work else 0, turns=batches, posting_grace=self.posting_grace)
         with self._lock:
             self._held.update(t.id for t in tickets if t.id is not None)

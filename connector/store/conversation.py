@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlmodel import Session
 
 from connector.store import feedback, messages, sessions, turns
 from connector.store.adoption import queue_implicit_feedback, record_verdict, undecided_drafts
-from connector.store.db import Database, read_scope, reported, session_scope
+from connector.store.db import Database, joined_session, read_scope, reported, session_scope
 from connector.store.messages import Awaiting, NewMessage
 from connector.store.models import (
     AdapterState,
@@ -34,6 +34,7 @@ from connector.store.models import (
 from connector.store.plain import instance, selecting
 from connector.store.tickets import update_row
 from connector.store.turns import Cancel
+from connector.store.writer import GroupWriter
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class NewTurn(NamedTuple):
     slot: sessions.Slot  # where a new turn's session is
     supersede: tuple[TurnState, ...]  # older turns in these states point to a new turn
     superseded: Cancel  # and those of them in its states end so
+    claim: tuple[str, datetime] | None = None  # a new turn's claim (owner, until), if any
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ class AddedTurn(NamedTuple):
     session_id: str
     new: bool  # False: the messages joined a turn not yet asked
     reopened: bool  # the ticket had a closed session: the turn continues in a new one
+    claimed: Turn | None = None  # the new turn as written, when created with ``NewTurn.claim``
 
 
 @dataclass
@@ -143,17 +146,37 @@ class Applied:
     rating: feedback.Queued | None = None
 
 
-def record_read(db: Database, row_id: int, seq: int, values: dict[str, Any],
+class _Gone(Exception):
+    """The ticket's row went away (retention) between the snapshot and the write."""
+
+
+def record_read(writer: GroupWriter, row_id: int, seq: int, values: dict[str, Any],
                 changes: Changes) -> Applied | None:
-    """The read's outcome in one transaction: ``changes``, then the ticket row (``values``)
-    with the mark cleared if ``change_seq`` is still ``seq``. None, with nothing written, when
-    the row is gone. Raises ``StoreError``."""
-    with reported(), session_scope(db) as session:
-        applied = apply(session, changes)
-        if not update_row(session, row_id, values, settle=seq):
-            session.rollback()
-            return None
-        return applied
+    """The read's outcome, all or nothing: ``changes``, then the ticket row (``values``) with
+    the mark cleared if ``change_seq`` is still ``seq``. None, with nothing written, when the
+    row is gone. Raises ``StoreError``.
+
+    It goes through the group writer, sharing a commit with the steps' outcomes and with other
+    reads: the reads were most of the writing transactions left once the outcomes shared
+    theirs. Its row locks come in the order a step's outcome takes them (turns, sessions, then
+    the ticket row; a merge's source ticket is the exception), so on PostgreSQL a batch
+    holding both seldom inverts them against another instance's; a deadlock still fails only
+    that batch, whose reads are read again and whose steps are retried. A
+    gone row raises inside the batch, which then writes each of its writes alone: rare, and
+    the only way to undo this read's writes without undoing the others'.
+    """
+    def run(connection: Connection) -> Applied:
+        with joined_session(connection) as session:
+            applied = apply(session, changes)
+            if not update_row(session, row_id, values, settle=seq):
+                raise _Gone
+            return applied
+
+    try:
+        with reported():
+            return writer.write(run)
+    except _Gone:
+        return None
 
 
 def finish_gone(db: Database, row_id: int, seq: int, reason: str, ending: Ending,
@@ -225,8 +248,9 @@ def add_turn(db: Session, adapter: str, ticket_id: str, new: NewTurn,
     be asking Uppzy right now with the question as it was, and would record it as asked. Then a
     new turn asks the whole question again and supersedes the older ones (a question repeated,
     none lost). The turns are read with their rows held (``turns.held_turns``), so no claim can
-    take the one joined between this check and the write. Plain SQL (``store.plain``): every
-    new customer message comes here.
+    take the one joined between this check and the write. A new turn is created claimed when
+    ``new.claim`` says so: the instance that read it asks it next, without claiming it first.
+    Plain SQL (``store.plain``): every new customer message comes here.
     """
     db.flush()  # what the transaction wrote through the ORM must show in the reads below
     reopened = sessions.had_closed(db, adapter, ticket_id)
@@ -242,15 +266,20 @@ def add_turn(db: Session, adapter: str, ticket_id: str, new: NewTurn,
             "last_message_id": new.last_message_id, "last_message_at": new.last_message_at,
             "updated_at": now})
         turn_id, session = queued.id, queued.session_id
+        claimed = None
     else:
         session = sessions.open_session(db, new.slot)
-        turn_id = turns.add(db, {
+        owner, until = new.claim or (None, None)
+        added = turns.add(db, {
             "adapter": adapter, "ticket_id": ticket_id, "session_id": session,
             "site_id": new.slot.site_id, "question": question,
-            "last_message_id": new.last_message_id, "last_message_at": new.last_message_at})
+            "last_message_id": new.last_message_id, "last_message_at": new.last_message_at,
+            "claim_owner": owner, "claim_until": until})
+        turn_id, claimed = added.id, added if owner is not None else None
+        assert turn_id is not None
         _supersede(db, active, turn_id, new)
     messages.link(db, adapter, turn_id, new.message_ids)
-    return AddedTurn(turn_id, session, queued is None, reopened)
+    return AddedTurn(turn_id, session, queued is None, reopened, claimed)
 
 
 def _supersede(db: Session, older: list[turns.InProgress], turn_id: int, new: NewTurn) -> None:

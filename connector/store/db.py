@@ -109,6 +109,17 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 
 @contextmanager
+def joined_session(connection: Connection) -> Iterator[Session]:
+    """An ORM session inside a transaction that ``connection``'s owner commits (the group
+    writer's, ``store/writer.py``): flushed at the end, it never commits that transaction, and
+    a failure is left to the owner, which rolls back the whole of it."""
+    with Session(bind=connection, join_transaction_mode="rollback_only",
+                 expire_on_commit=False) as session:
+        yield session
+        session.flush()
+
+
+@contextmanager
 def read_scope(engine: Engine) -> Iterator[Connection]:
     """A read-only snapshot for checks: on SQLite a deferred transaction, so checks run in
     parallel with the writer instead of taking its lock (``session_scope`` takes it up front)."""

@@ -25,7 +25,7 @@ from connector.store.models import (
     TurnState,
     check_transition,
 )
-from connector.store.plain import bound
+from connector.store.plain import bound, instance
 from connector.store.tickets import count_own_post
 from connector.store.writer import GroupWriter
 
@@ -240,9 +240,10 @@ def posts(db: Connection | Session, adapter: str, ticket_id: str) -> tuple[set[s
     return {p for p, _ in rows if p}, any(state == TurnState.POSTING for _, state in rows)
 
 
-_NEW = insert(TABLE).returning(TABLE.c.id)
+_NEW = insert(TABLE).returning(*TABLE.c)
 
 
-def add(db: Session, values: dict[str, Any]) -> int:
-    """Insert a turn (the columns not in ``values`` take their defaults); returns its id."""
-    return int(db.execute(_NEW, values).scalar_one())
+def add(db: Session, values: dict[str, Any]) -> Turn:
+    """Insert a turn (the columns not in ``values`` take their defaults); returns it as
+    written, for a step to start from without reading it again."""
+    return instance(Turn, db.execute(_NEW, values).one())

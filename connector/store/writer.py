@@ -4,7 +4,7 @@ Why: each step of a turn ends in a short write (asked, answered, posting, posted
 transaction of its own, every one of them paid a BEGIN IMMEDIATE, a COMMIT and, on SQLite, a
 turn at the single write lock, which the other workers queued for. One writer that takes every
 write waiting at that moment into one transaction pays those once per batch, and nobody queues
-for the lock but the writer.
+for the lock but the writer. Conversation reads and claims write through it too.
 
 What may be batched, and what must not:
 
@@ -13,17 +13,25 @@ What may be batched, and what must not:
   ``posting`` mark before a post) is durable when ``write`` returns, exactly as with a
   transaction of its own. Nothing is written behind the caller's back, so the crash guarantees
   are unchanged; what changes is only that other callers' writes share the commit.
-- Only self-contained conditional writes go through here: each checks its own condition in SQL
-  (``WHERE claim_owner = :owner``) and reports whether it matched. A write whose result decides
-  nothing for the others, and reads nothing they write, may share their transaction.
-- Read-then-write transactions that lock rows (claims with ``FOR UPDATE SKIP LOCKED``, a ticket's
-  read and its change-sequence mark, a session opened for a ticket) keep transactions of their
-  own: batched, one slow lock would hold every step's outcome, and their retries differ.
+- Only self-contained writes go through here: each checks what it depends on in SQL
+  (``WHERE claim_owner = :owner``, a change sequence, a state) and reports the outcome to its
+  own caller only. A write whose result decides nothing for the others may share their
+  transaction, in whatever order the batch holds them.
+- That includes a conversation read's outcome (``store.conversation.record_read``) and a
+  dispatch's claims (``store.claims.claim_work``), which read and then write: within the
+  batch they see the writes before them, which is what they would see committed a moment
+  later. Neither waits on a row lock of another instance for long: claims skip locked rows
+  (``SKIP LOCKED``), and a read locks its own ticket's turns, sessions and row (its read
+  claim keeps other readers of the ticket off) in the order a step's outcome takes them.
+- Not here: anything that waits on a remote call or on a lock held by a slow holder (a
+  migration, an advisory lock), which would hold every step's outcome; and heartbeats and
+  releases at a stop, which must not queue behind the steps they outlive.
 
 A batch that fails because one write in it is at fault (a constraint, a bad value, a bug) is
 rolled back and each of its writes is run again alone, so one bad write costs only its own
-caller. A failure of the database itself (connection lost, lock timeout, deadlock) is given to
-every caller of the batch, as each would have met it alone.
+caller (a write may also raise on purpose to undo itself: ``record_read`` for a ticket row
+that is gone). A failure of the database itself (connection lost, lock timeout, deadlock) is
+given to every caller of the batch, as each would have met it alone.
 """
 
 from __future__ import annotations
