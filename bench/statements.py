@@ -110,7 +110,8 @@ def main() -> None:
     writes = sum(n for k, n in transactions.items() if k.startswith("write"))
     print(f"transactions per message: {sum(transactions.values()) / per:.2f} "
           f"({writes / per:.2f} writing, the rest read-only snapshots)")
-    print(f"step outcomes per group commit: {shared:.2f} (since the start, warm-up included)")
+    print(f"writes per group commit (step outcomes, reads, claims): {shared:.2f} "
+          "(since the start, warm-up included)")
     print(f"conversation reads per message: {reads / per:.2f}")
     print(f"process CPU per message (simulators included): {cpu / per * 1000:.2f} ms; "
           f"wall {wall:.1f} s")

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, Table, TextClause, bindparam, text
+from sqlalchemy import Row, Table, TextClause, bindparam, inspect, text
+from sqlalchemy.orm import configure_mappers
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlmodel import SQLModel
 
@@ -31,5 +32,14 @@ def selecting(table: Table, rest: str) -> TextualSelect:
 
 
 def instance(model: type[M], row: Row[Any]) -> M:
-    """A model instance from a row of ``selecting``: what the engine decides on, detached."""
-    return model(**row._mapping)
+    """A model instance from a row of ``selecting`` (every column): what the engine decides on,
+    not attached to any session.
+
+    Built the way the ORM builds a row it loads, without ``__init__``: the model's pydantic
+    validation of every column took about 100 µs a row (3 µs this way), more than running the
+    statement, and the values are already the column types' own, as in a row the ORM loads.
+    """
+    configure_mappers()  # a no-op once done; the class manager needs it the first time
+    made = inspect(model).class_manager.new_instance()
+    made.__dict__.update(row._mapping)
+    return made  # type: ignore[no-any-return]
