@@ -492,3 +492,35 @@ def test_a_new_question_is_asked_without_a_claim_of_its_own(
     assert uppzy.call_count("chat_async") == len(tickets) + 1
     # Every claim was released with its step: nothing is left held by this instance.
     assert all(t.claim_owner is None for t in turns(engine))
+
+
+def test_a_turn_claimed_again_while_its_step_finishes_is_not_left_claimed(
+    make_engine: MakeEngine, zendesk: ZendeskSimulator, uppzy: UppzySimulator,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A step's last write releases its turn (here: Uppzy refused the question, so the turn is
+    due again to post the fallback note); a dispatch that claims it again before the step has
+    ended used to find it still in hand, drop it from the backlog and leave its fresh claim to
+    expire: the note waited ``lease_ttl``. With group commit the release and that claim can
+    commit together, so this race became likely (a test waiting on it failed under load)."""
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    engine = make_engine(engine={"lease_ttl": "60s"}, uppzy={"answer_timeout": "5s"})
+    zendesk.create_ticket(customer, "The first question?")
+    assert engine.run_once()
+    uppzy.add_fault(Fault(endpoint="chat_async", status=400, times=1))
+    refused = zendesk.create_ticket(customer, "Why was I charged twice?")
+    advance = runtime_module.turns.advance
+    raced: list[int] = []
+
+    def racing(runtime: Runtime, turn: Turn) -> None:
+        advance(runtime, turn)
+        if turn.outcome == "fallback" and not raced:
+            raced.append(turn.id)
+            runtime.dispatch()  # the claim that wins the race, as another thread's would
+
+    monkeypatch.setattr(runtime_module.turns, "advance", racing)
+    started = time.monotonic()
+    assert engine.run_once()  # within answer_timeout + 10 s, far below lease_ttl
+    assert raced
+    assert notes_per_ticket(zendesk)[refused] == 1
+    assert time.monotonic() - started < 15

@@ -42,7 +42,7 @@ from connector.engine.uppzy_health import UppzyHealth
 from connector.store import claims, pauses, retention, secrets
 from connector.store import turns as turn_rows
 from connector.store.credentials import DatabaseCredentials
-from connector.store.db import StoreError, make_engine, migrate
+from connector.store.db import DatabaseError, StoreError, make_engine, migrate
 from connector.store.models import Turn, TurnState, utcnow
 from connector.store.writer import GroupWriter
 from connector.uppzy import UppzyClient
@@ -99,6 +99,7 @@ class Runtime(UppzyHealth):
         # Work in hand, and the only claims the heartbeat renews: reads, turns, closes, feedback.
         self._held: set[int] = set()
         self._turns_held: set[int] = set()
+        self._claimed_again: set[int] = set()  # claimed while their step still ran: see _claim
         self.sessions_held: set[str] = set()
         self.feedback_held: set[int] = set()
         self._pool = ThreadPoolExecutor(max_workers=config.engine.workers,
@@ -176,6 +177,7 @@ class Runtime(UppzyHealth):
         with self._lock:
             self._held.difference_update(waiting)
             self._turns_held.clear()
+            self._claimed_again.clear()
         try:  # claimed reads never started are due again now, for any instance
             claims.hand_back(self.db, self.instance_id, waiting)
         except StoreError as exc:
@@ -313,8 +315,12 @@ class Runtime(UppzyHealth):
             tickets=limit if work else 0, turns=batches, posting_grace=self.posting_grace)
         with self._lock:
             self._held.update(t.id for t in tickets if t.id is not None)
-            # A turn this process still works on (its claim ran out while the process stood
-            # still, and the claim above took it again) must not get a second step.
+            # A turn this process still works on must not get a second step: its step released
+            # it in its last write and has not ended yet (with group commit, that release and
+            # this claim can share a commit), or its claim ran out while the process stood
+            # still. Its claim is handed back when that step ends (``_guarded``), so it is
+            # claimed afresh from its row instead of waiting for the lease to run out.
+            self._claimed_again.update(t.id for t in due if t.id in self._turns_held)
             due = [t for t in due if t.id not in self._turns_held]
             self._turns_held.update(t.id for t in due if t.id is not None)
         if sync:
@@ -455,6 +461,10 @@ class Runtime(UppzyHealth):
             with self._lock:
                 held = self._held if fn is conversation.sync_ticket else self._turns_held
                 held.discard(item.id)
+                again = fn is turns.advance and item.id in self._claimed_again
+                self._claimed_again.discard(item.id)
+            if again:
+                self._hand_back_claimed_again(item.id)
         if not self._stopping:
             # Work-conserving: a freed worker takes the next due item now, not at the next tick
             # (with a 0.5 s tick, 8 workers would otherwise idle between ticks).
@@ -462,6 +472,15 @@ class Runtime(UppzyHealth):
                 self.dispatch()
             except Exception:
                 log.exception("dispatch after a step failed; the next tick retries")
+
+    def _hand_back_claimed_again(self, turn_id: int) -> None:
+        """Release a turn a dispatch claimed while its step was still running (``_claim``);
+        if the database is away, the claim expires as any other."""
+        try:
+            turn_rows.release(self.db, turn_id, self.instance_id, None)
+        except DatabaseError as exc:
+            log.warning("turn %d: could not hand back its claim (%s); it expires after "
+                        "engine.lease_ttl", turn_id, type(exc).__name__)
 
     def _set_fatal(self, exc: UppzyAccessError) -> None:
         if self.fatal is None:

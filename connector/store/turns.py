@@ -128,13 +128,15 @@ def _update_turn(columns: frozenset[str], *, fenced: bool = True) -> TextClause:
                  f"WHERE id = :turn_id{fence}", TABLE, names)
 
 
-def release(db: Database, turn_id: int | None, owner: str, not_before: datetime) -> None:
-    """Hand a turn back, due at ``not_before``, if ``owner`` still holds it."""
+def release(db: Database, turn_id: int | None, owner: str,
+            not_before: datetime | None) -> None:
+    """Hand a turn back, due at ``not_before`` (None: when it was due), if ``owner`` still
+    holds it."""
+    due = {} if not_before is None else {"next_attempt_at": not_before}
     with write_scope(db) as connection:
         connection.execute(update(Turn).where(col(Turn.id) == turn_id,
                                               col(Turn.claim_owner) == owner)
-                           .values(claim_owner=None, claim_until=None,
-                                   next_attempt_at=not_before))
+                           .values(claim_owner=None, claim_until=None, **due))
 
 
 class Surroundings(NamedTuple):
