@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 from sqlalchemy import create_engine, text
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from support import config_dict, in_ci, wait_for
 
 from adapters.zendesk.simulator import ZendeskSimulator
@@ -104,6 +104,38 @@ def test_concurrent_claims_never_overlap(pg_url: str):
     everything = [i for ids in got.values() for i in ids]
     assert len(everything) == 300 and len(set(everything)) == 300
     assert all(got.values()), "every instance got a share"
+    db.dispose()
+
+
+def test_heartbeat_never_waits_on_a_row_a_group_commit_holds(pg_url: str):
+    """A group commit holds turn and ticket rows in whatever order its writes came; a heartbeat
+    that waited for them in its own order could deadlock with it (seen in CI: "deadlock
+    detected" between the two). It skips a locked row, whose holder is writing it anyway, and
+    extends the rest."""
+    db = make_engine(pg_url)
+    migrate(db)
+    now = utcnow()
+    with session_scope(db) as s:
+        turns = [Turn(adapter="a", ticket_id=str(i), session_id=f"a-{i}", site_id="s",
+                      last_message_id=str(i), last_message_at=now, claim_owner="me",
+                      claim_until=now) for i in range(2)]
+        s.add_all(turns)
+        s.flush()
+        ids = [t.id for t in turns]
+    held = claims.Held(turns=ids)
+    finished = threading.Event()
+    with db.connect() as batch:  # the writer's transaction, holding the first turn's row
+        batch.execute(text("SELECT id FROM turn WHERE id = :id FOR UPDATE"), {"id": ids[0]})
+        beat = threading.Thread(target=lambda: (
+            claims.heartbeat(db, "me", timedelta(seconds=60), held), finished.set()))
+        beat.start()
+        assert finished.wait(20), "the heartbeat waited for the locked row"
+        batch.rollback()
+    beat.join(10)
+    with session_scope(db) as s:
+        until = {t.id: t.claim_until for t in s.exec(select(Turn).where(col(Turn.id).in_(ids)))}
+    assert until[ids[0]] == now  # skipped while locked: its holder writes it
+    assert until[ids[1]] > now + timedelta(seconds=30)
     db.dispose()
 
 

@@ -106,8 +106,7 @@ class Runtime(UppzyHealth):
                                         thread_name_prefix="step")
         self._lock = threading.Lock()
         self._dispatch_lock = threading.Lock()
-        self._running = 0
-        self._uppzy_steps = 0
+        self._running = self._uppzy_steps = 0
         self._stopping = False
         self.lease_ttl = timedelta(seconds=config.engine.lease_ttl)
         # A post may still land this long after its holder's claim expired (the helpdesk's read

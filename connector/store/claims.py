@@ -240,6 +240,11 @@ def heartbeat(db: Database, owner: str, ttl: timedelta, held: Held) -> None:
 
     A read's lease is extended only while still in the future, so a read that just finished is
     not pushed back. Claims not in ``held`` are left to expire: their step is over, or died.
+
+    Rows locked right now are skipped (``SKIP LOCKED`` on PostgreSQL): a group commit holds
+    turns and tickets in whatever order its writes came, so waiting for them here, in another
+    order, could deadlock with it. A row skipped is being written by its holder's own step,
+    and the next heartbeat, a third of the lease later, extends it.
     """
     now = utcnow()
     until = now + ttl
@@ -248,16 +253,15 @@ def heartbeat(db: Database, owner: str, ttl: timedelta, held: Held) -> None:
                         .values(lease_until=until))
         for model, key, ids in ((Turn, Turn.id, held.turns),
                                 (Feedback, Feedback.id, held.feedback),
-                                (ChatSession, ChatSession.session_id, held.sessions)):
+                                (ChatSession, ChatSession.session_id, held.sessions),
+                                (TicketRecord, TicketRecord.id, held.tickets)):
+            mine = TicketRecord.sync_after > now if model is TicketRecord else \
+                model.claim_owner == owner
+            values = {"sync_after" if model is TicketRecord else "claim_until": until}
             for start in range(0, len(ids), 500):
-                session.execute(update(model).where(col(key).in_(ids[start:start + 500]),
-                                                    model.claim_owner == owner)
-                                .values(claim_until=until))
-        for start in range(0, len(held.tickets), 500):
-            session.execute(update(TicketRecord).where(
-                col(TicketRecord.id).in_(held.tickets[start:start + 500]),
-                TicketRecord.sync_after > now,
-            ).values(sync_after=until))
+                free = select(key).where(col(key).in_(ids[start:start + 500]), mine) \
+                    .with_for_update(skip_locked=True)
+                session.execute(update(model).where(col(key).in_(free)).values(**values))
 
 
 def release_all(db: Session, owner: str) -> None:
