@@ -77,6 +77,18 @@ def restarted(config: Config, repeats: list[str]) -> Runtime:
     return engine
 
 
+def restart_until_drafted(config: Config, zendesk: ZendeskSimulator, tid: int) -> list[str]:
+    """Restart on the same database and run until the ticket has its note; the repeats the
+    restarted daemon counted."""
+    repeats: list[str] = []
+    second = restarted(config, repeats)
+    try:
+        run(second, lambda: notes_per_ticket(zendesk)[tid] == 1 and not second.busy())
+    finally:
+        second.shutdown(grace=2)
+    return repeats
+
+
 CHAT = [("async", "submit"), ("sync", "chat")]
 
 
@@ -97,12 +109,7 @@ def test_killed_around_asking_uppzy(
     fired = kill_at(first.uppzy, method, when)
     run(first, lambda: bool(fired) and not first._running and not first._waiting)
     abandon(first)
-    repeats: list[str] = []
-    second = restarted(config, repeats)
-    try:
-        run(second, lambda: notes_per_ticket(zendesk)[tid] == 1 and not second.busy())
-    finally:
-        second.shutdown(grace=2)
+    repeats = restart_until_drafted(config, zendesk, tid)
     assert notes_per_ticket(zendesk)[tid] == 1
     assert len(uppzy.questions(f"zd-{tid}")) == (2 if when == "after" else 1)
     assert repeats == ["chat"]
@@ -126,12 +133,7 @@ def test_killed_between_a_read_and_the_ask_of_the_turn_it_created(
     run(first, lambda: bool(fired) and not first._running)
     abandon(first)
     assert uppzy.questions(f"zd-{tid}") == []
-    repeats: list[str] = []
-    second = restarted(config, repeats)
-    try:
-        run(second, lambda: notes_per_ticket(zendesk)[tid] == 1 and not second.busy())
-    finally:
-        second.shutdown(grace=2)
+    repeats = restart_until_drafted(config, zendesk, tid)
     assert len(uppzy.questions(f"zd-{tid}")) == 1
     assert repeats == []
 
@@ -150,12 +152,7 @@ def test_killed_around_posting(
     run(first, lambda: bool(fired) and not first._running)
     abandon(first)
     assert notes_per_ticket(zendesk)[tid] == (1 if when == "after" else 0)
-    repeats: list[str] = []
-    second = restarted(config, repeats)
-    try:
-        run(second, lambda: notes_per_ticket(zendesk)[tid] == 1 and not second.busy())
-    finally:
-        second.shutdown(grace=2)
+    repeats = restart_until_drafted(config, zendesk, tid)
     assert notes_per_ticket(zendesk)[tid] == 1
     assert repeats == []
 
