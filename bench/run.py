@@ -101,6 +101,7 @@ class Meter:
         self.interval = interval
         self.peak_rss = 0
         self._cpu = 0.0
+        self.system = 0.0  # the system part of the last ``cpu`` reading
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, name="meter", daemon=True)
         self._thread.start()
@@ -109,7 +110,7 @@ class Meter:
         """User + system seconds; the last reading once the process is gone."""
         with suppress(psutil.Error):
             times = self.process.cpu_times()
-            self._cpu = times.user + times.system
+            self._cpu, self.system = times.user + times.system, times.system
         return self._cpu
 
     def rss(self) -> int:
@@ -172,6 +173,7 @@ class Result:
     posted: int = 0
     seconds: float = 0.0  # first message visible -> last note posted
     cpu: float = 0.0  # seconds of CPU of the measured process over the run
+    system_cpu: float = 0.0  # the part of ``cpu`` spent in the kernel (I/O, thread switches)
     idle_cpu: float | None = None  # share of one core used while idle before the run
     sims_cpu: float | None = None  # CPU seconds of both simulators over the run
     peak_rss: int = 0
@@ -244,8 +246,9 @@ def run_daemon(args: argparse.Namespace, size: int, workdir: Path) -> Result:
             sims = [Meter(sim.proc.pid) for sim in (*zendesks, uppzy)]
             try:
                 sims_before = sum(m.cpu() for m in sims)
-                with profiler(args.profile, proc.pid, size):
-                    result.cpu = _drive(args, size, zendesks, proc, meter, args.timeout)
+                with profiler(args.profile, proc.pid, size, wall=args.profile_wall):
+                    result.cpu, result.system_cpu = _drive(args, size, zendesks, proc, meter,
+                                                           args.timeout)
                 result.sims_cpu = sum(m.cpu() for m in sims) - sims_before
             finally:
                 for m in sims:
@@ -261,11 +264,14 @@ def run_daemon(args: argparse.Namespace, size: int, workdir: Path) -> Result:
 
 
 @contextmanager
-def profiler(target: Path | None, pid: int, size: int) -> Iterator[None]:
+def profiler(target: Path | None, pid: int, size: int, *, wall: bool = False) -> Iterator[None]:
     """py-spy on the daemon for the measured part of the run (``--profile``).
 
     Only the thread holding the GIL is sampled (``--gil``): that is where the daemon's Python
-    CPU goes, without the threads that merely wait on a socket or on SQLite's lock.
+    CPU goes, without the threads that merely wait on a socket or on SQLite's lock. ``wall``
+    (``--profile-wall``) samples every thread, idle or not, each under its own name: where the
+    time of a message goes when the daemon is not using its CPU (waiting on the writer, on
+    HTTP, on the next tick).
 
     ``.svg`` gives a flame graph, ``.json`` speedscope, anything else py-spy's raw collapsed
     stacks (one line per stack with its sample count: easy to grep and sum).
@@ -278,7 +284,8 @@ def profiler(target: Path | None, pid: int, size: int) -> Iterator[None]:
     fmt = {".svg": "flamegraph", ".json": "speedscope"}.get(path.suffix, "raw")
     spy = subprocess.Popen(
         [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
-         "--rate", "200", "--gil", "--format", fmt, "--output", str(path)],
+         "--rate", "200", *(["--idle", "--threads"] if wall else ["--gil"]),
+         "--format", fmt, "--output", str(path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -299,14 +306,17 @@ def _polled(zendesk: SimProcess, proc: subprocess.Popen[Any]) -> bool:
 
 
 def _drive(args: argparse.Namespace, size: int, zendesks: list[SimProcess],
-           proc: subprocess.Popen[Any] | None, meter: Meter, timeout: float) -> float:
-    """Seed, wait for every note, then for the helpdesk calls to stop; CPU used until then."""
-    start_cpu = meter.cpu()
+           proc: subprocess.Popen[Any] | None, meter: Meter,
+           timeout: float) -> tuple[float, float]:
+    """Seed, wait for every note, then for the helpdesk calls to stop; CPU used until then,
+    and its system part."""
+    start_cpu, start_system = meter.cpu(), meter.system
     helpdesks = len(zendesks)
     for zendesk, share in zip(zendesks, shares(size, helpdesks), strict=True):
         zendesk.call("seed", n=share, rate=args.rate / helpdesks)
     deadline = time.monotonic() + timeout
     last_activity, last_cpu, last_calls = time.monotonic(), meter.cpu(), -1
+    last_system = meter.system
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"the process exited with {proc.returncode} during the run")
@@ -317,14 +327,15 @@ def _drive(args: argparse.Namespace, size: int, zendesks: list[SimProcess],
         now = time.monotonic()
         if calls != last_calls:
             last_activity, last_cpu, last_calls = now, meter.cpu(), calls
+            last_system = meter.system
         if all(p["seeded"] for p in progress) and sum(p["posted"] for p in progress) >= size \
                 and now - last_activity >= args.settle:
             break
         time.sleep(0.2)
     else:
         print(f"  ! stopped waiting after {timeout:.0f}s", file=sys.stderr)
-        last_cpu = meter.cpu()
-    return last_cpu - start_cpu
+        last_cpu, last_system = meter.cpu(), meter.system
+    return last_cpu - start_cpu, last_system - start_system
 
 
 def _collect(result: Result, zendesks: list[SimProcess], uppzy: SimProcess) -> None:
@@ -374,7 +385,8 @@ def run_baseline(args: argparse.Namespace, size: int, workdir: Path) -> Result:
         try:
             time.sleep(1.0)  # its imports; it polls an empty feed until the tickets appear
             result.startup_rss = meter.rss()
-            result.cpu = _drive(args, size, [zendesk], None, meter, args.baseline_timeout + 10)
+            result.cpu, result.system_cpu = _drive(args, size, [zendesk], None, meter,
+                                                   args.baseline_timeout + 10)
             result.peak_rss = meter.high_water()
         finally:
             meter.close()
@@ -406,6 +418,7 @@ def rows(r: Result, endpoints: list[str]) -> dict[str, str]:
         "drafts posted (duplicates)": f"{r.posted:,} ({r.duplicates})",
         "messages/s end to end": _fmt(r.rate, 1 if r.rate >= 10 else 2),
         "CPU ms per message": _fmt(1000 * r.cpu / n),
+        "&nbsp;&nbsp;of which system (kernel)": _fmt(1000 * r.system_cpu / n),
         "simulators' CPU ms per message": _fmt(None if r.sims_cpu is None else
                                                1000 * r.sims_cpu / n),
         "idle CPU (% of a core)": _fmt(None if r.idle_cpu is None else 100 * r.idle_cpu, 1),
@@ -490,6 +503,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="longest run, seconds")
     parser.add_argument("--profile", type=Path,
                         help="py-spy the daemon into this file (.svg, .json or raw text)")
+    parser.add_argument("--profile-wall", action="store_true",
+                        help="profile every thread, waiting ones too (wall clock, per thread)")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--keep", action="store_true", help="keep the work dirs (logs, db)")
     args = parser.parse_args()

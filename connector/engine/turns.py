@@ -233,8 +233,7 @@ def _store_answer(
         "state": TurnState.ANSWERED, "attempts": 0, "outcome": "fallback" if low else "draft",
         **({"reason": "answer below min_confidence"} if low else {}),
     }
-    for key, value in values.items():  # the draft renders from the turn
-        setattr(turn, key, value)
+    store.mirror(turn, values)  # the draft renders from the turn
     go_on = not shadow and turn.adapter in engine.adapters and \
         text_for(engine, turn) is not None
     if go_on:

@@ -35,9 +35,9 @@ _UNDECIDED = selecting(
 
 def undecided_drafts(db: Connection | Session, adapter: str, ticket_id: str) -> list[Turn]:
     """The ticket's posted drafts that have no verdict yet, oldest first."""
-    return [instance(Turn, row) for row in db.execute(_UNDECIDED, {
-        "adapter": adapter, "ticket": ticket_id, "posted": TurnState.POSTED.value,
-        "draft": DRAFT})]
+    found = _UNDECIDED.run(db, {"adapter": adapter, "ticket": ticket_id,
+                                "posted": TurnState.POSTED.value, "draft": DRAFT})
+    return [instance(Turn, found.keys, row) for row in found]
 
 
 def record_verdict(db: Session, turn: Turn, adoption: str, score: float | None,

@@ -18,20 +18,21 @@ post its holder sent has landed (or failed) before the new holder looks for it b
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from sqlalchemy import Connection, Engine, and_, func, or_, update
+from sqlalchemy import Connection, Engine, bindparam, func, or_, text, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from connector.core.errors import InstanceConflict
 from connector.store.db import (
     Database,
-    joined_session,
     read_session,
     reported,
     session_scope,
@@ -49,6 +50,7 @@ from connector.store.models import (
     utcnow,
 )
 from connector.store.pauses import paused_in
+from connector.store.plain import Plain, instance
 from connector.store.writer import GroupWriter
 
 
@@ -58,42 +60,72 @@ def _skip_locked(db: Session, query):  # type: ignore[no-untyped-def]
     return query
 
 
+_TURN_COLUMNS = ", ".join(c.name for c in Turn.__table__.columns)  # type: ignore[attr-defined]
+_TICKET_COLUMNS = ", ".join(
+    c.name for c in TicketRecord.__table__.columns)  # type: ignore[attr-defined]
+_DATETIME = Turn.__table__.c.claim_until.type  # type: ignore[attr-defined]
+
+
+def _states(states: Iterable[TurnState]) -> str:
+    return ", ".join(f"'{s.value}'" for s in states)
+
+
+@functools.lru_cache(maxsize=16)
+def _claim_turns(queued: bool | None, postgresql: bool) -> Plain:
+    """One statement takes the due turns and returns them as claimed: a select of the rows and
+    an UPDATE of their ids cost two statements and an ever longer id list per batch."""
+    states = [s for s in ACTIVE_TURN_STATES if queued is None or (s == TurnState.QUEUED) == queued]
+    lock = " FOR UPDATE SKIP LOCKED" if postgresql else ""
+    sql = text(f"""
+UPDATE turn SET claim_owner = :owner, claim_until = :until
+WHERE id IN (
+  SELECT id FROM turn
+  WHERE state IN ({_states(states)}) AND next_attempt_at <= :now
+    AND (claim_until IS NULL
+         OR (claim_until < :now AND state <> '{TurnState.POSTING.value}')
+         OR claim_until < :grace)
+  ORDER BY next_attempt_at LIMIT :limit{lock})
+RETURNING {_TURN_COLUMNS}""")
+    return Plain(sql.bindparams(*(bindparam(n, type_=_DATETIME) for n in ("until", "now", "grace")))
+                 .columns(*Turn.__table__.columns))  # type: ignore[attr-defined]
+
+
 def claim_turns(
-    db: Session, owner: str, now: datetime, ttl: timedelta, limit: int, *,
+    db: Connection | Session, owner: str, now: datetime, ttl: timedelta, limit: int, *,
     queued: bool | None = None, posting_grace: timedelta = timedelta(0),
 ) -> list[Turn]:
     """Lease up to ``limit`` due turns to ``owner``, oldest due first; returns the rows as
     claimed, so a step starts from them without reading its turn again. ``queued``: only turns
     still to be asked (True), or only the others (False). A ``posting`` turn whose claim expired
     is taken over only ``posting_grace`` later (see the module docstring)."""
-    states = [s for s in ACTIVE_TURN_STATES
-              if queued is None or (s == TurnState.QUEUED) == queued]
-    expired = or_(
-        col(Turn.claim_until).is_(None),
-        and_(col(Turn.claim_until) < now, Turn.state != TurnState.POSTING),
-        col(Turn.claim_until) < now - posting_grace,
-    )
-    query = (
-        select(Turn)
-        .where(col(Turn.state).in_(states), Turn.next_attempt_at <= now, expired)
-        .order_by(col(Turn.next_attempt_at))
-        .limit(limit)
-    )
-    turns = list(db.exec(_skip_locked(db, query)).all())
-    if turns:
-        until = now + ttl
-        db.execute(update(Turn).where(col(Turn.id).in_([t.id for t in turns]))
-                   .values(claim_owner=owner, claim_until=until))
-        for turn in turns:  # what the UPDATE wrote, without a second flush of the same change
-            set_committed_value(turn, "claim_owner", owner)
-            set_committed_value(turn, "claim_until", until)
-    return turns
+    statement = _claim_turns(queued, _dialect(db) == "postgresql")
+    claimed = statement.run(db, {"owner": owner, "until": now + ttl, "now": now,
+                                 "grace": now - posting_grace, "limit": limit})
+    turns = [instance(Turn, claimed.keys, row) for row in claimed]
+    return sorted(turns, key=lambda t: (t.next_attempt_at, t.id or 0))
+
+
+@functools.lru_cache(maxsize=16)
+def _claim_tickets(adapters: tuple[str, ...], postgresql: bool) -> Plain:
+    """Like ``_claim_turns``; one statement per set of adapters (they are few and fixed)."""
+    names = ", ".join(f":adapter{n}" for n in range(len(adapters)))
+    lock = " FOR UPDATE SKIP LOCKED" if postgresql else ""
+    sql = text(f"""
+UPDATE ticket SET sync_after = :until
+WHERE id IN (
+  SELECT id FROM ticket
+  WHERE needs_sync AND sync_after <= :now AND adapter IN ({names})
+  ORDER BY sync_after LIMIT :limit{lock})
+RETURNING {_TICKET_COLUMNS}""")
+    return Plain(sql.bindparams(*(bindparam(n, type_=_DATETIME) for n in ("until", "now")))
+                 .columns(*TicketRecord.__table__.columns))  # type: ignore[attr-defined]
 
 
 def claim_tickets(
-    db: Session, adapters: list[str], now: datetime, ttl: timedelta, limit: int
+    db: Connection | Session, adapters: list[str], now: datetime, ttl: timedelta, limit: int
 ) -> list[TicketRecord]:
-    """Lease tickets due for a conversation read; returns the rows as claimed.
+    """Lease tickets due for a conversation read; returns the rows as claimed, in the order
+    they were first seen (row ids).
 
     The lease is ``sync_after`` itself: pushed into the future while the read runs (and renewed
     by the holder's heartbeat), so no other instance (or tick) reads the same ticket meanwhile.
@@ -102,21 +134,15 @@ def claim_tickets(
     """
     if not adapters:
         return []
-    query = (
-        select(TicketRecord)
-        .where(col(TicketRecord.needs_sync), TicketRecord.sync_after <= now,
-               col(TicketRecord.adapter).in_(adapters))
-        .order_by(col(TicketRecord.sync_after))
-        .limit(limit)
-    )
-    records = list(db.exec(_skip_locked(db, query)).all())
-    if records:
-        until = now + ttl
-        db.execute(update(TicketRecord).where(col(TicketRecord.id).in_([r.id for r in records]))
-                   .values(sync_after=until))
-        for record in records:
-            set_committed_value(record, "sync_after", until)
-    return records
+    statement = _claim_tickets(tuple(adapters), _dialect(db) == "postgresql")
+    claimed = statement.run(db, {"until": now + ttl, "now": now, "limit": limit,
+                                 **{f"adapter{n}": a for n, a in enumerate(adapters)}})
+    return sorted((instance(TicketRecord, claimed.keys, row) for row in claimed),
+                  key=lambda r: r.id or 0)
+
+
+def _dialect(db: Connection | Session) -> str:
+    return db.get_bind().dialect.name if isinstance(db, Session) else db.dialect.name
 
 
 def hold_adapter(db: Session, adapter: str, owner: str, now: datetime, ttl: timedelta) -> bool:
@@ -149,18 +175,17 @@ def claim_work(
     commit per message, most of them taking few rows.
     """
     def run(connection: Connection) -> tuple[list[TicketRecord], list[Turn]]:
-        with joined_session(connection) as session:
-            records: list[TicketRecord] = []
-            if tickets:
-                now = utcnow()
-                paused = paused_in(session, now)
-                records = claim_tickets(session, [a for a in adapters if a not in paused], now,
-                                        ttl, tickets)
-            due: list[Turn] = []
-            for limit, queued in turns:
-                due += claim_turns(session, owner, utcnow(), ttl, limit, queued=queued,
-                                   posting_grace=posting_grace)
-            return records, due
+        records: list[TicketRecord] = []
+        if tickets:
+            now = utcnow()
+            paused = paused_in(connection, now)
+            records = claim_tickets(connection, [a for a in adapters if a not in paused], now,
+                                    ttl, tickets)
+        due: list[Turn] = []
+        for limit, queued in turns:
+            due += claim_turns(connection, owner, utcnow(), ttl, limit, queued=queued,
+                               posting_grace=posting_grace)
+        return records, due
 
     return writer.write(run)
 

@@ -31,7 +31,7 @@ from connector.store.models import (
     TurnState,
     check_transition,
 )
-from connector.store.plain import instance, selecting
+from connector.store.plain import Plain, instance, selecting
 from connector.store.tickets import update_row
 from connector.store.turns import Cancel
 from connector.store.writer import GroupWriter
@@ -53,8 +53,8 @@ class Snapshot:
 
 _TICKET = selecting(TicketRecord.__table__,  # type: ignore[attr-defined]
                     "WHERE adapter = :adapter AND external_id = :ticket")
-_EPOCH = text("SELECT epoch FROM adapter_state WHERE adapter = :adapter").columns(
-    AdapterState.__table__.c.epoch)  # type: ignore[attr-defined]
+_EPOCH = Plain(text("SELECT epoch FROM adapter_state WHERE adapter = :adapter").columns(
+    AdapterState.__table__.c.epoch))  # type: ignore[attr-defined]
 
 
 def read(db: Database, adapter: str, ticket_id: str, ids: list[str], *, epoch: bool,
@@ -62,12 +62,14 @@ def read(db: Database, adapter: str, ticket_id: str, ids: list[str], *, epoch: b
     """The snapshot, from one read-only transaction, in plain SQL (``store.plain``): every
     message read comes here. Raises ``StoreError``."""
     with reported(), read_scope(db) as connection:
-        row = connection.execute(_TICKET, {"adapter": adapter, "ticket": ticket_id}).first()
+        ticket = _TICKET.run(connection, {"adapter": adapter, "ticket": ticket_id})
+        row = ticket.first()
         found, elsewhere = messages.known(connection, adapter, ticket_id, ids)
         posted, posting = turns.posts(connection, adapter, ticket_id)
         return Snapshot(
-            None if row is None else instance(TicketRecord, row), found, elsewhere, posted,
-            connection.execute(_EPOCH, {"adapter": adapter}).scalar() if epoch else None,
+            None if row is None else instance(TicketRecord, ticket.keys, row), found,
+            elsewhere, posted,
+            _EPOCH.run(connection, {"adapter": adapter}).scalar() if epoch else None,
             posting,
             [Awaiting(t, messages.reply_after(connection, t))
              for t in undecided_drafts(connection, adapter, ticket_id)],
@@ -197,9 +199,8 @@ def apply(db: Session, changes: Changes) -> Applied:
     applied = Applied()
     adapter, ticket_id, now = changes.adapter, changes.ticket_id, changes.now
     for source, ending in changes.merged.items():
-        ended = db.execute(_MERGED, {"adapter": adapter, "ticket": source,
-                                     "status": ending.status})
-        if ended.rowcount:  # type: ignore[attr-defined]
+        if _MERGED.run(db, {"adapter": adapter, "ticket": source,
+                            "status": ending.status}).rowcount:
             applied.merged.append(source)
             applied.closing += _end(db, adapter, source, ending, now)
     messages.store(db, adapter, ticket_id, changes.messages)
@@ -223,9 +224,9 @@ def apply(db: Session, changes: Changes) -> Applied:
     return applied
 
 
-_MERGED = text("UPDATE ticket SET resolved = TRUE, "
-               "status = CASE WHEN status = '' THEN :status ELSE status END "
-               "WHERE adapter = :adapter AND external_id = :ticket AND NOT resolved")
+_MERGED = Plain(text("UPDATE ticket SET resolved = TRUE, "
+                     "status = CASE WHEN status = '' THEN :status ELSE status END "
+                     "WHERE adapter = :adapter AND external_id = :ticket AND NOT resolved"))
 
 
 def _end(db: Session, adapter: str, ticket_id: str, ending: Ending,

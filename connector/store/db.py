@@ -19,6 +19,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session
 
+from connector.store.plain import say
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -91,9 +93,11 @@ def _sqlite_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 
 
 def _sqlite_begin(connection) -> None:  # type: ignore[no-untyped-def]
-    # A read that decides nothing on its own need not queue behind the writer.
+    # A read that decides nothing on its own need not queue behind the writer. Said on the
+    # driver's cursor: through SQLAlchemy's execution this one word cost as much as a
+    # statement of the step (store/plain.py), and every transaction says it.
     deferred = connection.get_execution_options().get(READ_ONLY, False)
-    connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+    say(connection, "BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 @contextmanager

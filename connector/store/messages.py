@@ -7,15 +7,16 @@ seconds, cannot order a question and a reply written in the same second.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, bindparam, insert, text
+from sqlalchemy import Connection, text
 from sqlmodel import Session
 
 from connector.store.db import Database, read_scope
 from connector.store.models import MessageRecord, Turn, TurnState
-from connector.store.plain import instance, selecting
+from connector.store.plain import Inserting, Plain, instance, selecting
 
 
 class NewMessage(NamedTuple):
@@ -44,9 +45,16 @@ class Awaiting(NamedTuple):
     reply: Reply | None
 
 
-_KNOWN = text("SELECT external_id, turn_id, ticket_id FROM message "
-               "WHERE adapter = :adapter AND external_id IN :ids").bindparams(
-    bindparam("ids", expanding=True))
+KNOWN_CHUNK = 500  # ids looked up in one statement
+
+
+@functools.lru_cache(maxsize=64)
+def _known(count: int) -> Plain:
+    """The look-up of ``count`` ids, one statement per count (most reads hold one to three
+    new messages), since a plain statement has no list parameter."""
+    ids = ", ".join(f":id{n}" for n in range(count))
+    return Plain(text("SELECT external_id, turn_id, ticket_id FROM message "
+                      f"WHERE adapter = :adapter AND external_id IN ({ids})"))
 
 
 def known(db: Connection | Session, adapter: str, ticket_id: str,
@@ -58,51 +66,52 @@ def known(db: Connection | Session, adapter: str, ticket_id: str,
     """
     found: dict[str, int | None] = {}
     elsewhere: set[str] = set()
-    for start in range(0, len(ids), 500):
-        for external_id, turn_id, owner in db.execute(_KNOWN, {
-                "adapter": adapter, "ids": ids[start:start + 500]}):
+    for start in range(0, len(ids), KNOWN_CHUNK):
+        chunk = ids[start:start + KNOWN_CHUNK]
+        params = {f"id{n}": external_id for n, external_id in enumerate(chunk)}
+        for external_id, turn_id, owner in _known(len(chunk)).run(
+                db, {"adapter": adapter, **params}):
             found[external_id] = turn_id
             if owner != ticket_id:
                 elsewhere.add(owner)
     return found, elsewhere
 
 
-_STORE = insert(MessageRecord.__table__)  # type: ignore[attr-defined]
+_STORE = Inserting(MessageRecord.__table__)  # type: ignore[attr-defined]
 
 
 def store(db: Session, adapter: str, ticket_id: str, messages: list[NewMessage]) -> None:
     """Insert new messages, in conversation order (row ids order the conversation). One
     executemany: an ORM flush of the same rows cost several times as much."""
-    if messages:
-        db.execute(_STORE, [{"adapter": adapter, "ticket_id": ticket_id, **m._asdict(),
-                             "turn_id": None} for m in messages])
+    _STORE.run_many(db, [{"adapter": adapter, "ticket_id": ticket_id, **m._asdict(),
+                          "turn_id": None} for m in messages])
 
 
-_MESSAGE_TURN = text("UPDATE message SET turn_id = :turn "
-                     "WHERE adapter = :adapter AND external_id = :message")
+_MESSAGE_TURN = Plain(text("UPDATE message SET turn_id = :turn "
+                           "WHERE adapter = :adapter AND external_id = :message"))
 
 
 def link(db: Session, adapter: str, turn_id: int, ids: list[str]) -> None:
     """The messages are part of the turn's question."""
-    db.execute(_MESSAGE_TURN, [{"turn": turn_id, "adapter": adapter, "message": m}
-                               for m in ids])
+    _MESSAGE_TURN.run_many(db, [{"turn": turn_id, "adapter": adapter, "message": m}
+                                for m in ids])
 
 
-_REPLY = text("""
+_REPLY = Plain(text("""
 SELECT m.body, m.created_at FROM message m
 WHERE m.adapter = :adapter AND m.ticket_id = :ticket AND m.role = 'agent' AND m.public
   AND NOT m.ours AND m.id > COALESCE((SELECT q.id FROM message q WHERE q.adapter = :adapter
                                       AND q.external_id = :asked), 0)
 ORDER BY m.id LIMIT 1
 """).columns(MessageRecord.__table__.c.body,  # type: ignore[attr-defined]
-             MessageRecord.__table__.c.created_at)  # type: ignore[attr-defined]
+             MessageRecord.__table__.c.created_at))  # type: ignore[attr-defined]
 
 
 def reply_after(db: Connection | Session, turn: Turn) -> Reply | None:
     """The first public reply by a human agent stored after the turn's last customer
     message."""
-    row = db.execute(_REPLY, {"adapter": turn.adapter, "ticket": turn.ticket_id,
-                              "asked": turn.last_message_id}).first()
+    row = _REPLY.run(db, {"adapter": turn.adapter, "ticket": turn.ticket_id,
+                          "asked": turn.last_message_id}).first()
     return None if row is None else Reply(*row)
 
 
@@ -114,8 +123,9 @@ _SHADOWED = selecting(
 
 def shadowed(db: Connection | Session, adapter: str, ticket_id: str) -> list[Awaiting]:
     """The ticket's shadow answers not compared yet, each with its stored agent reply."""
-    turns = [instance(Turn, row) for row in db.execute(_SHADOWED, {
-        "adapter": adapter, "ticket": ticket_id, "shadowed": TurnState.SHADOWED.value})]
+    found = _SHADOWED.run(db, {"adapter": adapter, "ticket": ticket_id,
+                               "shadowed": TurnState.SHADOWED.value})
+    turns = [instance(Turn, found.keys, row) for row in found]
     return [Awaiting(turn, reply_after(db, turn)) for turn in turns]
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, update
 from sqlmodel import Session
 
 from connector.store.db import session_scope
 from connector.store.models import AdapterState, utcnow
+from connector.store.plain import bound
 
 
 def paused(engine: Engine) -> dict[str, str]:
@@ -23,12 +24,16 @@ def paused(engine: Engine) -> dict[str, str]:
         return paused_in(db, utcnow())
 
 
-def paused_in(db: Session, now: datetime) -> dict[str, str]:
-    """``paused`` in the caller's transaction, at ``now``."""
-    rows = db.execute(select(AdapterState.adapter, AdapterState.pause_reason).where(
-        AdapterState.paused_until.is_not(None),  # type: ignore[union-attr]
-        AdapterState.paused_until > now)).all()  # type: ignore[operator]
-    return {name: reason or "paused" for name, reason in rows}
+_PAUSED = bound("SELECT adapter, pause_reason FROM adapter_state "
+                "WHERE paused_until IS NOT NULL AND paused_until > :paused_until",
+                AdapterState.__table__, ["paused_until"])  # type: ignore[attr-defined]
+
+
+def paused_in(db: Connection | Session, now: datetime) -> dict[str, str]:
+    """``paused`` in the caller's transaction, at ``now``: asked by every dispatch that
+    claims reads, so plain SQL (``store.plain``)."""
+    return {name: reason or "paused"
+            for name, reason in _PAUSED.run(db, {"paused_until": now})}
 
 
 def resume(engine: Engine, names: list[str] | None = None) -> list[str]:

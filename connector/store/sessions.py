@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import exists, func, insert, text
+from sqlalchemy import exists, func, text
 from sqlmodel import Session, col, select
 
 from connector.store.db import Database, session_scope
 from connector.store.models import ACTIVE_TURN_STATES, ChatSession, SessionState, Turn
+from connector.store.plain import Inserting, Plain
 from connector.store.turns import write_turn
 
 
@@ -35,10 +36,10 @@ def session_id(base: str, seq: int) -> str:
     return base if seq <= 1 else f"{base}-{seq}"
 
 
-_STATE = text("SELECT state FROM chat_session WHERE session_id = :id")
-_NEW = insert(ChatSession.__table__)  # type: ignore[attr-defined]
-_SESSION_SEQ = text("UPDATE ticket SET session_seq = :seq "
-                    "WHERE adapter = :adapter AND external_id = :ticket")
+_STATE = Plain(text("SELECT state FROM chat_session WHERE session_id = :id"))
+_NEW = Inserting(ChatSession.__table__)  # type: ignore[attr-defined]
+_SESSION_SEQ = Plain(text("UPDATE ticket SET session_seq = :seq "
+                          "WHERE adapter = :adapter AND external_id = :ticket"))
 
 
 def open_session(db: Session, slot: Slot) -> str:
@@ -49,28 +50,29 @@ def open_session(db: Session, slot: Slot) -> str:
     seq = slot.first_seq
     while True:
         current = session_id(slot.base, seq)
-        state = db.execute(_STATE, {"id": current}).scalar()
+        state = _STATE.run(db, {"id": current}).scalar()
         if state is None:
-            db.execute(_NEW, {"session_id": current, "adapter": slot.adapter,
-                              "site_id": slot.site_id,
-                              "ticket_id": slot.ticket_id if slot.per_thread else None})
+            _NEW.run(db, {"session_id": current, "adapter": slot.adapter,
+                          "site_id": slot.site_id,
+                          "ticket_id": slot.ticket_id if slot.per_thread else None})
             break
         if state == SessionState.OPEN:
             break
         seq += 1
     if slot.per_thread and seq != slot.first_seq:  # the ticket holds ``first_seq`` already
-        db.execute(_SESSION_SEQ, {"seq": seq, "adapter": slot.adapter, "ticket": slot.ticket_id})
+        _SESSION_SEQ.run(db, {"seq": seq, "adapter": slot.adapter, "ticket": slot.ticket_id})
     return current
 
 
-_REOPENED = text("SELECT 1 FROM chat_session WHERE adapter = :adapter AND ticket_id = :ticket "
-                 "AND state <> :open LIMIT 1")
+_REOPENED = Plain(text("SELECT 1 FROM chat_session "
+                       "WHERE adapter = :adapter AND ticket_id = :ticket "
+                       "AND state <> :open LIMIT 1"))
 
 
 def had_closed(db: Session, adapter: str, ticket_id: str) -> bool:
     """Whether a session of the ticket's own was closed (or is closing): the ticket reopened."""
-    return db.execute(_REOPENED, {"adapter": adapter, "ticket": ticket_id,
-                                  "open": SessionState.OPEN.value}).first() is not None
+    return _REOPENED.run(db, {"adapter": adapter, "ticket": ticket_id,
+                              "open": SessionState.OPEN.value}).first() is not None
 
 
 def request_close(db: Session, chat_id: str, reason: str, now: datetime) -> bool:

@@ -20,12 +20,12 @@ import functools
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, TextClause, text
+from sqlalchemy import Connection, text
 from sqlmodel import Session, col, select
 
 from connector.store.db import Database, read_session, session_scope
 from connector.store.models import TicketRecord
-from connector.store.plain import bound
+from connector.store.plain import Plain, bound
 
 TABLE = TicketRecord.__table__  # type: ignore[attr-defined]
 
@@ -90,12 +90,12 @@ def save_reports(db: Session, adapter: str, reports: list[Report], *, verify: bo
             shapes.setdefault((frozenset(report.changed), report.due), []).append(
                 {**report.changed, "ticket_id": report.record.id})
     for (columns, due), rows in shapes.items():  # one executemany per shape of UPDATE
-        db.execute(_update(columns, due), rows)
+        _update(columns, due).run_many(db, rows)
     return True
 
 
 @functools.cache
-def _update(columns: frozenset[str], due: bool, settle: bool = False) -> TextClause:
+def _update(columns: frozenset[str], due: bool, settle: bool = False) -> Plain:
     """``UPDATE ticket SET <columns> [, <mark> | <settle>] WHERE id = :ticket_id``, built once
     per shape, with the columns' own types (datetimes as SQLite text, booleans)."""
     names = sorted(columns)
@@ -111,8 +111,7 @@ def update_row(db: Connection | Session, row_id: int, values: dict[str, Any], *,
     params = {**values, "ticket_id": row_id}
     if settle is not None:
         params["seq"] = settle
-    result = db.execute(_update(frozenset(values), due, settle is not None), params)
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return _update(frozenset(values), due, settle is not None).run(db, params).rowcount == 1
 
 
 def mark_for_read(db: Database, adapter: str, ticket_id: str, now: datetime) -> None:
@@ -135,11 +134,11 @@ def read_failed(db: Database, row_id: int, *, counted: bool, reason: str,
     """A read that failed: read again at ``not_before``, with the error kept for ``status``;
     ``counted``: one more failure in a row (a rate limit is none: the vendor paces us)."""
     with session_scope(db) as session:
-        session.execute(_READ_FAILED if counted else _READ_WAITED,
-                        {"ticket_id": row_id, "reason": reason, "sync_after": not_before})
+        (_READ_FAILED if counted else _READ_WAITED).run(
+            session, {"ticket_id": row_id, "reason": reason, "sync_after": not_before})
 
 
-def _failed(attempts: str) -> TextClause:
+def _failed(attempts: str) -> Plain:
     return bound(f"UPDATE ticket SET sync_attempts = {attempts}, sync_error = :reason, "
                  "sync_after = :sync_after WHERE id = :ticket_id", TABLE, ["sync_after"])
 
@@ -147,10 +146,10 @@ def _failed(attempts: str) -> TextClause:
 _READ_FAILED = _failed("sync_attempts + 1")
 _READ_WAITED = _failed("sync_attempts")
 
-_COUNT_OWN_POST = text("UPDATE ticket SET known_messages = known_messages + 1 "
-                       "WHERE adapter = :adapter AND external_id = :ticket")
-_FORGET_COUNT = text("UPDATE ticket SET known_messages = NULL "
-                     "WHERE adapter = :adapter AND external_id = :ticket")
+_COUNT_OWN_POST = Plain(text("UPDATE ticket SET known_messages = known_messages + 1 "
+                             "WHERE adapter = :adapter AND external_id = :ticket"))
+_FORGET_COUNT = Plain(text("UPDATE ticket SET known_messages = NULL "
+                           "WHERE adapter = :adapter AND external_id = :ticket"))
 
 
 def count_own_post(db: Connection | Session, adapter: str, ticket_id: str, *,
@@ -162,5 +161,5 @@ def count_own_post(db: Connection | Session, adapter: str, ticket_id: str, *,
     helpdesk may not count as a message) makes the count unknown instead: a wrong "known" that
     runs ahead of the helpdesk's count would hide the customer's next message.
     """
-    db.execute(_COUNT_OWN_POST if counted else _FORGET_COUNT,
-               {"adapter": adapter, "ticket": ticket_id})
+    (_COUNT_OWN_POST if counted else _FORGET_COUNT).run(
+        db, {"adapter": adapter, "ticket": ticket_id})

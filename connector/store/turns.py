@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, TextClause, bindparam, insert, text, update
+from sqlalchemy import Connection, bindparam, text, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
 from connector.store.db import Database, read_scope, reported, write_scope
@@ -25,7 +26,7 @@ from connector.store.models import (
     TurnState,
     check_transition,
 )
-from connector.store.plain import bound, instance
+from connector.store.plain import Inserting, Plain, bound, instance
 from connector.store.tickets import count_own_post
 from connector.store.writer import GroupWriter
 
@@ -53,11 +54,10 @@ def record_outcome(
     statement, params = _fenced_update(turn, values, owner)
 
     def run(connection: Connection) -> bool:
-        if connection.execute(statement, params).rowcount != 1:  # type: ignore[attr-defined]
+        if statement.run(connection, params).rowcount != 1:
             return False  # not ours: the rest of the outcome is not written either
         if touch_session_at is not None:
-            connection.execute(_TOUCH_SESSION, {"session": turn.session_id,
-                                                "at": touch_session_at})
+            _TOUCH_SESSION.run(connection, {"session": turn.session_id, "at": touch_session_at})
         if post_counted is not None:
             count_own_post(connection, turn.adapter, turn.ticket_id, counted=post_counted)
         record_similarities(connection, similarities or {})
@@ -66,34 +66,36 @@ def record_outcome(
     with reported():
         written = writer.write(run)
     if written:
-        _mirror(turn, values)
+        mirror(turn, values)
     return written
 
 
 _SESSION_TABLE = ChatSession.__table__  # type: ignore[attr-defined]
-_TOUCH_SESSION = text("UPDATE chat_session SET last_customer_at = :at "
-                      "WHERE session_id = :session").bindparams(
-    bindparam("at", type_=_SESSION_TABLE.c.last_customer_at.type))
-_SIMILARITY = text("UPDATE turn SET similarity = :score WHERE id = :turn AND similarity IS NULL")
+_TOUCH_SESSION = Plain(text("UPDATE chat_session SET last_customer_at = :at "
+                            "WHERE session_id = :session").bindparams(
+    bindparam("at", type_=_SESSION_TABLE.c.last_customer_at.type)))
+_SIMILARITY = Plain(text("UPDATE turn SET similarity = :score "
+                         "WHERE id = :turn AND similarity IS NULL"))
 
 
 def record_similarities(db: Connection | Session, scores: Mapping[int, float]) -> None:
     """Shadow answers' similarity to the agent's reply, each written once."""
     for turn_id, score in scores.items():
-        db.execute(_SIMILARITY, {"turn": turn_id, "score": score})
+        _SIMILARITY.run(db, {"turn": turn_id, "score": score})
 
 
 def write_turn(db: Connection | Session, turn: Turn, values: dict[str, Any], owner: str) -> bool:
     """Write ``values`` to the turn's row in the caller's transaction if ``owner`` still holds
     its claim; mirror them on ``turn``. Returns whether the row was written."""
-    if db.execute(*_fenced_update(turn, values, owner)).rowcount != 1:  # type: ignore[attr-defined]
+    statement, params = _fenced_update(turn, values, owner)
+    if statement.run(db, params).rowcount != 1:
         return False
-    _mirror(turn, values)
+    mirror(turn, values)
     return True
 
 
 def _fenced_update(turn: Turn, values: dict[str, Any], owner: str
-                   ) -> tuple[TextClause, dict[str, Any]]:
+                   ) -> tuple[Plain, dict[str, Any]]:
     """The UPDATE of ``values`` that only matches while ``owner`` holds the claim, and its
     parameters; a state change the state machine does not allow is refused before it."""
     if "state" in values:
@@ -101,20 +103,22 @@ def _fenced_update(turn: Turn, values: dict[str, Any], owner: str
     return _update_turn(frozenset(values)), {**values, "turn_id": turn.id, "owner": owner}
 
 
-def _mirror(turn: Turn, values: dict[str, Any]) -> None:
-    """The claimed row in memory, as written: the next step decides on it."""
+def mirror(turn: Turn, values: Mapping[str, Any]) -> None:
+    """The claimed row in memory, as written (or about to be): the next step decides on it.
+    Set as the row's loaded state, past the model's ``__setattr__`` (pydantic's checks and
+    change tracking, for a row no session holds): several times cheaper, on every step."""
     for key, value in values.items():
-        setattr(turn, key, value)
+        set_committed_value(turn, key, value)
 
 
 def change(db: Connection | Session, turn_id: int, values: dict[str, Any]) -> None:
     """Write ``values`` to a turn's row in the caller's transaction, whoever holds it: for the
     store's own compound writes, whose rows the transaction holds."""
-    db.execute(_update_turn(frozenset(values), fenced=False), {**values, "turn_id": turn_id})
+    _update_turn(frozenset(values), fenced=False).run(db, {**values, "turn_id": turn_id})
 
 
 @functools.cache
-def _update_turn(columns: frozenset[str], *, fenced: bool = True) -> TextClause:
+def _update_turn(columns: frozenset[str], *, fenced: bool = True) -> Plain:
     """``UPDATE turn SET <columns> WHERE id = :turn_id AND claim_owner = :owner`` (without the
     owner unless ``fenced``), built once per set of columns.
 
@@ -151,7 +155,7 @@ class Surroundings(NamedTuple):
 
 # Plain SQL on purpose: built with the expression language, this one statement cost more CPU
 # (statement construction and cache-key generation on every call) than the rest of the step.
-_SITUATION = text("""
+_SITUATION = Plain(text("""
 SELECT
   (SELECT t.resolved FROM ticket t WHERE t.adapter = :adapter AND t.external_id = :ticket),
   (SELECT t.status FROM ticket t WHERE t.adapter = :adapter AND t.external_id = :ticket),
@@ -163,14 +167,14 @@ SELECT
                                AND q.external_id = :asked), 0)),
   EXISTS (SELECT 1 FROM turn o WHERE o.session_id = :session AND o.id <> :turn
           AND (o.state = :submitted OR (o.state = :queued AND o.id < :turn)))
-""")
+"""))
 
 
 def surroundings(db: Database, turn: Turn) -> Surroundings:
     """The ticket around ``turn``, in one statement and a read-only snapshot (on SQLite it
     runs beside the writer instead of queueing for its lock)."""
     with read_scope(db) as connection:
-        resolved, status, newer, agent, busy = connection.execute(_SITUATION, {
+        resolved, status, newer, agent, busy = _SITUATION.run(connection, {
             "adapter": turn.adapter, "ticket": turn.ticket_id, "turn": turn.id,
             "asked": turn.last_message_id, "session": turn.session_id,
             "submitted": TurnState.SUBMITTED.value, "queued": TurnState.QUEUED.value,
@@ -216,36 +220,37 @@ class InProgress(NamedTuple):
 
 
 _ACTIVE = ("SELECT id, state, claim_owner, question, session_id FROM turn "
-           "WHERE adapter = :adapter AND ticket_id = :ticket AND state IN :states ORDER BY id")
-_HELD = {lock: text(_ACTIVE + (" FOR UPDATE" if lock else "")).bindparams(
-    bindparam("states", expanding=True)) for lock in (False, True)}
+           "WHERE adapter = :adapter AND ticket_id = :ticket AND state IN ({}) ORDER BY id"
+           .format(", ".join(f"'{s.value}'" for s in ACTIVE_TURN_STATES)))
+_HELD = {lock: Plain(text(_ACTIVE + (" FOR UPDATE" if lock else ""))) for lock in (False, True)}
 
 
 def held_turns(db: Session, adapter: str, ticket_id: str) -> list[InProgress]:
     """The ticket's turns in progress, oldest first, their rows held (PostgreSQL; SQLite's
     writer holds every row) so a claim cannot take one while the caller decides on it."""
     lock = db.get_bind().dialect.name == "postgresql"
-    return [InProgress(*row) for row in db.execute(_HELD[lock], {
-        "adapter": adapter, "ticket": ticket_id,
-        "states": [s.value for s in ACTIVE_TURN_STATES]})]
+    return [InProgress(*row) for row in _HELD[lock].run(db, {"adapter": adapter,
+                                                              "ticket": ticket_id})]
 
 
-_POSTS = text("SELECT posted_id, state FROM turn WHERE adapter = :adapter AND ticket_id = :ticket "
-              "AND (posted_id IS NOT NULL OR state = :posting)")
+_POSTS = Plain(text("SELECT posted_id, state FROM turn "
+                    "WHERE adapter = :adapter AND ticket_id = :ticket "
+                    "AND (posted_id IS NOT NULL OR state = :posting)"))
 
 
 def posts(db: Connection | Session, adapter: str, ticket_id: str) -> tuple[set[str], bool]:
     """The helpdesk ids of our posts on the ticket, and whether a post of ours may be under way
     (a turn in ``posting``)."""
-    rows = db.execute(_POSTS, {"adapter": adapter, "ticket": ticket_id,
-                               "posting": TurnState.POSTING.value}).all()
+    rows = _POSTS.run(db, {"adapter": adapter, "ticket": ticket_id,
+                           "posting": TurnState.POSTING.value}).rows
     return {p for p, _ in rows if p}, any(state == TurnState.POSTING for _, state in rows)
 
 
-_NEW = insert(TABLE).returning(*TABLE.c)
+_NEW = Inserting(TABLE, returning=True)
 
 
 def add(db: Session, values: dict[str, Any]) -> Turn:
     """Insert a turn (the columns not in ``values`` take their defaults); returns it as
     written, for a step to start from without reading it again."""
-    return instance(Turn, db.execute(_NEW, values).one())
+    added = _NEW.run(db, values)
+    return instance(Turn, added.keys, added.one())
