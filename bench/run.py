@@ -102,6 +102,7 @@ class Meter:
         self.peak_rss = 0
         self._cpu = 0.0
         self.system = 0.0  # the system part of the last ``cpu`` reading
+        self.switches = 0  # the threads' context switches at the last ``cpu`` reading
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, name="meter", daemon=True)
         self._thread.start()
@@ -111,7 +112,20 @@ class Meter:
         with suppress(psutil.Error):
             times = self.process.cpu_times()
             self._cpu, self.system = times.user + times.system, times.system
+            self.switches = self._switches()
         return self._cpu
+
+    def _switches(self) -> int:
+        """Context switches of all the process's threads, voluntary or not: each is a thread
+        that blocked (on a socket, a lock, the GIL) or was preempted."""
+        total = 0
+        with suppress(OSError):
+            for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+                with suppress(OSError):
+                    for line in (task / "status").read_text().splitlines():
+                        if "ctxt_switches:" in line:
+                            total += int(line.split()[1])
+        return max(total, self.switches)
 
     def rss(self) -> int:
         return self.process.memory_info().rss
@@ -174,6 +188,7 @@ class Result:
     seconds: float = 0.0  # first message visible -> last note posted
     cpu: float = 0.0  # seconds of CPU of the measured process over the run
     system_cpu: float = 0.0  # the part of ``cpu`` spent in the kernel (I/O, thread switches)
+    switches: int = 0  # context switches of the measured process's threads over the run
     idle_cpu: float | None = None  # share of one core used while idle before the run
     sims_cpu: float | None = None  # CPU seconds of both simulators over the run
     peak_rss: int = 0
@@ -247,8 +262,8 @@ def run_daemon(args: argparse.Namespace, size: int, workdir: Path) -> Result:
             try:
                 sims_before = sum(m.cpu() for m in sims)
                 with profiler(args.profile, proc.pid, size, wall=args.profile_wall):
-                    result.cpu, result.system_cpu = _drive(args, size, zendesks, proc, meter,
-                                                           args.timeout)
+                    result.cpu, result.system_cpu, result.switches = _drive(
+                        args, size, zendesks, proc, meter, args.timeout)
                 result.sims_cpu = sum(m.cpu() for m in sims) - sims_before
             finally:
                 for m in sims:
@@ -307,16 +322,16 @@ def _polled(zendesk: SimProcess, proc: subprocess.Popen[Any]) -> bool:
 
 def _drive(args: argparse.Namespace, size: int, zendesks: list[SimProcess],
            proc: subprocess.Popen[Any] | None, meter: Meter,
-           timeout: float) -> tuple[float, float]:
+           timeout: float) -> tuple[float, float, int]:
     """Seed, wait for every note, then for the helpdesk calls to stop; CPU used until then,
-    and its system part."""
-    start_cpu, start_system = meter.cpu(), meter.system
+    its system part and the context switches."""
+    start_cpu, start_system, start_switches = meter.cpu(), meter.system, meter.switches
     helpdesks = len(zendesks)
     for zendesk, share in zip(zendesks, shares(size, helpdesks), strict=True):
         zendesk.call("seed", n=share, rate=args.rate / helpdesks)
     deadline = time.monotonic() + timeout
     last_activity, last_cpu, last_calls = time.monotonic(), meter.cpu(), -1
-    last_system = meter.system
+    last_system, last_switches = meter.system, meter.switches
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"the process exited with {proc.returncode} during the run")
@@ -327,15 +342,15 @@ def _drive(args: argparse.Namespace, size: int, zendesks: list[SimProcess],
         now = time.monotonic()
         if calls != last_calls:
             last_activity, last_cpu, last_calls = now, meter.cpu(), calls
-            last_system = meter.system
+            last_system, last_switches = meter.system, meter.switches
         if all(p["seeded"] for p in progress) and sum(p["posted"] for p in progress) >= size \
                 and now - last_activity >= args.settle:
             break
         time.sleep(0.2)
     else:
         print(f"  ! stopped waiting after {timeout:.0f}s", file=sys.stderr)
-        last_cpu, last_system = meter.cpu(), meter.system
-    return last_cpu - start_cpu, last_system - start_system
+        last_cpu, last_system, last_switches = meter.cpu(), meter.system, meter.switches
+    return last_cpu - start_cpu, last_system - start_system, last_switches - start_switches
 
 
 def _collect(result: Result, zendesks: list[SimProcess], uppzy: SimProcess) -> None:
@@ -385,8 +400,8 @@ def run_baseline(args: argparse.Namespace, size: int, workdir: Path) -> Result:
         try:
             time.sleep(1.0)  # its imports; it polls an empty feed until the tickets appear
             result.startup_rss = meter.rss()
-            result.cpu, result.system_cpu = _drive(args, size, [zendesk], None, meter,
-                                                   args.baseline_timeout + 10)
+            result.cpu, result.system_cpu, result.switches = _drive(
+                args, size, [zendesk], None, meter, args.baseline_timeout + 10)
             result.peak_rss = meter.high_water()
         finally:
             meter.close()
@@ -419,6 +434,7 @@ def rows(r: Result, endpoints: list[str]) -> dict[str, str]:
         "messages/s end to end": _fmt(r.rate, 1 if r.rate >= 10 else 2),
         "CPU ms per message": _fmt(1000 * r.cpu / n),
         "&nbsp;&nbsp;of which system (kernel)": _fmt(1000 * r.system_cpu / n),
+        "context switches per message": _fmt(r.switches / n, 0),
         "simulators' CPU ms per message": _fmt(None if r.sims_cpu is None else
                                                1000 * r.sims_cpu / n),
         "idle CPU (% of a core)": _fmt(None if r.idle_cpu is None else 100 * r.idle_cpu, 1),

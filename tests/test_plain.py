@@ -145,3 +145,18 @@ def test_a_begin_that_meets_a_held_sqlite_lock_fails_as_sqlalchemys_error(tmp_pa
     finally:
         holder.close()
         engine.dispose()
+
+
+def test_a_single_statement_read_sees_committed_rows_beside_an_open_write(db):
+    """``Plain.read`` runs outside any transaction of SQLAlchemy's: it neither waits for a
+    writer (SQLite's write lock held) nor sees what that writer has not committed, and leaves
+    no transaction open on the pooled connection."""
+    new = Inserting(SESSIONS)
+    count = Plain(text("SELECT count(*) FROM chat_session WHERE adapter = :adapter"))
+    with db.begin() as connection:
+        new.run(connection, {"session_id": "s1", "adapter": "a", "site_id": "s"})
+    with db.begin() as writer:  # holds the write lock (BEGIN IMMEDIATE on SQLite)
+        new.run(writer, {"session_id": "s2", "adapter": "a", "site_id": "s"})
+        assert count.read(db, {"adapter": "a"}).scalar() == 1
+    assert count.read(db, {"adapter": "a"}).scalar() == 2
+    assert db.pool.checkedout() == 0  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, bindparam, text, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
-from connector.store.db import Database, read_scope, reported, write_scope
+from connector.store.db import Database, reported, write_scope
 from connector.store.models import (
     ACTIVE_TURN_STATES,
     ChatSession,
@@ -171,14 +171,13 @@ SELECT
 
 
 def surroundings(db: Database, turn: Turn) -> Surroundings:
-    """The ticket around ``turn``, in one statement and a read-only snapshot (on SQLite it
-    runs beside the writer instead of queueing for its lock)."""
-    with read_scope(db) as connection:
-        resolved, status, newer, agent, busy = _SITUATION.run(connection, {
-            "adapter": turn.adapter, "ticket": turn.ticket_id, "turn": turn.id,
-            "asked": turn.last_message_id, "session": turn.session_id,
-            "submitted": TurnState.SUBMITTED.value, "queued": TurnState.QUEUED.value,
-        }).one()
+    """The ticket around ``turn``, in one statement: its own snapshot, read beside the writer
+    (``Plain.read``)."""
+    resolved, status, newer, agent, busy = _SITUATION.read(db, {
+        "adapter": turn.adapter, "ticket": turn.ticket_id, "turn": turn.id,
+        "asked": turn.last_message_id, "session": turn.session_id,
+        "submitted": TurnState.SUBMITTED.value, "queued": TurnState.QUEUED.value,
+    }).one()
     return Surroundings(bool(resolved), status or "", bool(newer), bool(agent), bool(busy))
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_BATCH = 128  # writes in one transaction: bounds how long the lock is held
+IDLE_RETURN = 1.0  # seconds without a batch after which the writer's connection goes back
 
 
 @dataclass
@@ -64,6 +66,8 @@ class GroupWriter:
 
     def __init__(self, engine: Engine, max_batch: int = MAX_BATCH) -> None:
         self._engine = engine
+        self._connection: Connection | None = None  # the writer thread's own, kept open
+        self._used_at = 0.0  # when ``_connection`` last ran a batch (monotonic)
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._closed = threading.Event()
@@ -111,15 +115,18 @@ class GroupWriter:
             if batch:
                 self._commit(batch)
             if stopping and self._queue.empty():
+                self._drop_connection()
                 return
 
     def _commit(self, batch: list[_Write]) -> None:
         self.batches += 1
         self.writes += len(batch)
         try:
-            with self._engine.begin() as connection:
+            connection = self._held_connection()
+            with connection.begin():
                 results = [item.run(connection) for item in batch]
         except (OperationalError, InterfaceError) as exc:  # the database, not one write
+            self._drop_connection()  # maybe lost: the next batch starts on a fresh one
             for item in batch:
                 item.done.set_exception(exc)
             return
@@ -137,6 +144,28 @@ class GroupWriter:
             return
         for item, result in zip(batch, results, strict=True):
             item.done.set_result(result)
+
+    def _held_connection(self) -> Connection:
+        """The writer's connection, kept from batch to batch: checking one out of the pool
+        and back for every batch cost a tenth of the daemon's Python time (bench/README).
+        After a quiet second it goes back first, so the pool's check of a connection taken
+        out (``pool_pre_ping`` on PostgreSQL) still catches a server that restarted while we
+        were idle."""
+        now = time.monotonic()
+        if self._connection is not None and now - self._used_at > IDLE_RETURN:
+            self._drop_connection()
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        self._used_at = now
+        return self._connection
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except Exception:  # a lost connection may fail to close; it is gone either way
+                log.debug("closing the writer's connection failed", exc_info=True)
+            self._connection = None
 
     def _alone(self, run: Callable[[Connection], T]) -> T:
         with self._engine.begin() as connection:
