@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 from support import claim_reads, wait_for
 from test_faults import FAST, drive
 from test_pipeline import notes_per_ticket, turns
@@ -365,3 +366,57 @@ def test_a_poll_that_loaded_the_row_before_a_read_ended_keeps_its_mark(
     solved = Ticket(external_id=str(tid), status="solved", resolved=True)
     assert ingest._store_page(engine, "zd", [solved], cursor) == 1
     assert ended and _read_due(engine, tid)
+
+
+def _waiting_on_locks(db: Any) -> int:
+    """Backends of this database waiting for a lock (a fresh look each time: PostgreSQL keeps
+    one statistics snapshot per transaction)."""
+    with db.connect() as watcher:
+        return int(watcher.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()")).scalar())
+
+
+def test_a_feed_page_that_deadlocks_with_another_writer_is_decided_again(
+    pg_url: str, engines, zendesk: ZendeskSimulator, caplog: pytest.LogCaptureFixture  # noqa: F811
+):
+    """A page marks its tickets' rows in page order while another transaction (a group
+    commit of reads) holds one of them and then wants one the page holds. PostgreSQL ends the
+    deadlock by rolling one back; when that is the poll, the page is decided again and stored,
+    instead of the poll failing (before: an error, and the page waited for the next poll)."""
+    engine = engines(pg_url, "poller")
+    customer = zendesk.add_user("C", "end-user", "c@example.org")
+    first, second = (zendesk.create_ticket(customer, f"Q{n}?") for n in (1, 2))
+    assert engine.poll("zd") == 2
+    zendesk.customer_reply(first, "more on one")
+    zendesk.customer_reply(second, "more on two")  # the page lists it after the first
+    other = create_engine(pg_url)
+    try:
+        with other.connect() as holder:
+            def lock(ticket: int) -> None:
+                holder.execute(text("UPDATE ticket SET sync_attempts = sync_attempts "
+                                    "WHERE external_id = :t"), {"t": str(ticket)})
+            lock(second)
+            outcome: list[object] = []
+
+            def poll() -> None:
+                try:
+                    outcome.append(engine.poll("zd"))
+                except Exception as exc:  # the failure this test is about
+                    outcome.append(exc)
+
+            caplog.set_level(logging.INFO, logger="connector.store.adapters")
+            poller = threading.Thread(target=poll)
+            poller.start()
+            wait_for(lambda: _waiting_on_locks(other) == 1, 10,
+                     "the poll to hold the first row and wait for the second")
+            lock(first)  # waits for the poll: a deadlock, found first by the poll's wait
+            holder.commit()
+            poller.join(30)
+    finally:
+        other.dispose()
+    assert outcome == [2]
+    assert "deciding it again" in caplog.text
+    with session_scope(engine.db) as session:
+        rows = tickets.rows_in(session, "zd", [str(first), str(second)])
+    assert len(rows) == 2 and all(r.needs_sync for r in rows.values())

@@ -84,8 +84,14 @@ def poll_adapter(engine: Runtime, name: str) -> int:
                 engine.poll_not_before[name] = time.monotonic() + exc.retry_after
             engine.emit("poll_failed", adapter=name, error=type(exc).__name__)
             return marked
-        marked += _store_page(engine, name, [t for t in page.tickets if _fits(name, t)],
-                              page.cursor)
+        stored = _store_page(engine, name, [t for t in page.tickets if _fits(name, t)],
+                             page.cursor)
+        if stored is None:  # the cursor stays before this page: the next poll reads it again
+            log.warning("adapter %s: a feed page could not be stored after %d tries (other "
+                        "transactions held its rows); reading it again at the next poll", name,
+                        PAGE_TRIES + RACE_TRIES)
+            return marked
+        marked += stored
         cursor = page.cursor
         if not page.more:
             break
@@ -107,22 +113,25 @@ def _fits(adapter: str, ticket: Ticket) -> bool:
 REPORTED = ("status", "resolved", "tags", "channel", "requester_key", "remote_updated_at",
             "reported_messages", "sync_after")
 DECIDED_ON = (*REPORTED, "needs_sync", "known_messages")
-PAGE_TRIES = 3
+PAGE_TRIES = 3  # decisions checked against the rows; the last one is written as it is
+RACE_TRIES = 3  # more tries for a page whose transaction PostgreSQL rolled back (deadlock)
 
 
-def _store_page(engine: Runtime, name: str, page: list[Ticket], cursor: str | None) -> int:
+def _store_page(engine: Runtime, name: str, page: list[Ticket],
+                cursor: str | None) -> int | None:
     """Decide a feed page on a snapshot of its rows and store it with the cursor; returns how
     many tickets were marked for a read. Decided again when a row changed in between (a read
     ended, a post was counted), as a poll holding the rows throughout would have decided; the
-    last try writes what it decided, since a stale decision costs at most a read."""
-    attempt = 1
-    while True:
+    third try writes what it decided, since a stale decision costs at most a read. None when
+    even the tries after it were rolled back to end deadlocks: nothing is stored and the
+    cursor stays where it was."""
+    for attempt in range(1, PAGE_TRIES + RACE_TRIES + 1):
         records = tickets.rows(engine.db, name, [t.external_id for t in page])
         reports, marked = decide_page(engine, name, page, records)
         if store.record_page(engine.db, name, reports, cursor, utcnow(),
                              verify=attempt < PAGE_TRIES):
             return marked
-        attempt += 1
+    return None
 
 
 def decide_page(engine: Runtime, name: str, page: list[Ticket],

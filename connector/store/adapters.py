@@ -7,15 +7,19 @@ the same page again.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from connector.store import claims
-from connector.store.db import Database, session_scope
+from connector.store.db import Database, lost_a_race, session_scope
 from connector.store.models import AdapterState
 from connector.store.tickets import Report, save_reports
+
+log = logging.getLogger(__name__)
 
 
 def state_of(db: Session, name: str) -> AdapterState:
@@ -71,17 +75,27 @@ def record_page(db: Database, name: str, reports: list[Report], cursor: str | No
                 now: datetime, *, verify: bool = True) -> bool:
     """Store a feed page's reports and move the cursor past them, in one transaction; a page
     that came back clears a pause and the failure count. False, with nothing written, when a
-    ticket changed since its report was decided (``tickets.save_reports``)."""
-    with session_scope(db) as session:
-        if not save_reports(session, name, reports, verify=verify):
-            session.rollback()
-            return False
-        state = state_of(session, name)
-        if cursor != state.cursor:
-            state.cursor_moved_at = now
-        state.cursor = cursor
-        state.last_poll_ok_at = now
-        state.consecutive_failures = 0
-        state.paused_until = None
-        state.pause_reason = None
+    ticket changed since its report was decided (``tickets.save_reports``), or when PostgreSQL
+    ended a deadlock by rolling this transaction back: a page marks many ticket rows, in its
+    own order, while a group commit may hold some of them (a read's outcome) and want others.
+    Either way the page is decided again on the rows as they now are."""
+    try:
+        with session_scope(db) as session:
+            if not save_reports(session, name, reports, verify=verify):
+                session.rollback()
+                return False
+            state = state_of(session, name)
+            if cursor != state.cursor:
+                state.cursor_moved_at = now
+            state.cursor = cursor
+            state.last_poll_ok_at = now
+            state.consecutive_failures = 0
+            state.paused_until = None
+            state.pause_reason = None
+    except DBAPIError as exc:
+        if not lost_a_race(exc):
+            raise
+        log.info("adapter %s: a feed page met another transaction on its rows (%s); "
+                 "deciding it again", name, exc.orig.__class__.__name__)
+        return False
     return True

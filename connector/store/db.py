@@ -50,6 +50,17 @@ class StoreError(SQLAlchemyError):
         self.orig = getattr(cause, "orig", None)
 
 
+RACE_STATES = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
+
+
+def lost_a_race(exc: BaseException) -> bool:
+    """Whether PostgreSQL rolled the transaction back to end a deadlock or a serialization
+    conflict with another one: nothing was written, and running it again is the remedy
+    PostgreSQL's documentation gives."""
+    exc = getattr(exc, "cause", exc)
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in RACE_STATES
+
+
 class Conflict(StoreError):
     """A uniqueness rule refused the write: another writer stored the same thing first."""
 
