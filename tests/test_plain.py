@@ -16,8 +16,16 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session
 from test_postgres import pg_url  # noqa: F401  (a fixture)
 
+from connector.store import tickets
 from connector.store.db import Conflict, make_engine, migrate, reported, session_scope
-from connector.store.models import ChatSession, SessionState, Turn, TurnState, utcnow
+from connector.store.models import (
+    ChatSession,
+    SessionState,
+    TicketRecord,
+    Turn,
+    TurnState,
+    utcnow,
+)
 from connector.store.plain import Inserting, Plain, bound, instance, selecting
 
 TURNS = Turn.__table__  # type: ignore[attr-defined]
@@ -53,6 +61,28 @@ def test_an_insert_takes_the_columns_defaults_and_returns_the_row_as_the_orm_loa
         for column in TURNS.columns:
             assert getattr(turn, column.name) == getattr(loaded, column.name), column.name
     assert loaded.created_at >= before.replace(tzinfo=loaded.created_at.tzinfo)
+
+
+def test_a_new_ticket_row_built_without_validation_is_stored_as_the_validated_model_would_be(db):
+    """A feed page's new tickets skip pydantic (``plain.new``): same defaults, same row."""
+    before = utcnow()
+    fast = tickets.new_record("a", "7")
+    slow = TicketRecord(adapter="a", external_id="7")
+    for name in TicketRecord.model_fields:
+        if name not in ("sync_after", "first_seen_at"):  # clock factories, called for each
+            assert getattr(fast, name) == getattr(slow, name), name
+    assert fast.sync_after >= before and fast.first_seen_at >= before
+    fast.tags, fast.known_messages = "vip", 2  # a decision changes it like any row
+    report = tickets.Report(fast, {}, due=True, new=True, seen={})
+    with Session(db) as session:
+        assert tickets.save_reports(session, "a", [report], verify=True)
+        session.commit()
+        stored = tickets.rows_in(session, "a", ["7", "8"])
+    assert list(stored) == ["7"]
+    row = stored["7"]
+    assert (row.tags, row.known_messages, row.change_seq, row.needs_sync) == ("vip", 2, 1, True)
+    assert row.status == "" and row.session_seq == 1 and row.id is not None
+    assert abs((row.first_seen_at - fast.first_seen_at).total_seconds()) < 1e-3
 
 
 def test_typed_parameters_and_results_convert_as_the_orm_does(db):

@@ -146,8 +146,7 @@ def decide_page(engine: Runtime, name: str, page: list[Ticket],
     for ticket in page:
         record = records.get(ticket.external_id)
         if record is None:  # a page may name a ticket twice: the second sees the first
-            record = records[ticket.external_id] = TicketRecord(
-                adapter=name, external_id=ticket.external_id)
+            record = records[ticket.external_id] = tickets.new_record(name, ticket.external_id)
         if _mark_changed(engine, ticket, record, counts_trusted=trusted):
             marked += 1
             due.add(ticket.external_id)

@@ -93,8 +93,9 @@ def _mark_posted(
     save(engine, turn, {"state": TurnState.POSTED, "posted_id": bounds.stored_id(posted_id),
                          "posted_at": utcnow(), **released()},
          post_counted=kind == "note" and not reconciled)
-    log.info("turn %d posted as %s %s%s", turn.id,
+    log.info("turn %d posted as %s %s (confidence %s)%s", turn.id,
              "fallback" if turn.outcome == "fallback" else kind, posted_id,
+             turn.confidence_level or "n/a",
              " (found from an earlier attempt)" if reconciled else "", extra=turn_fields(turn))
     assert turn.posted_at is not None
     engine.emit("turn_posted", **turn_fields(turn), outcome=turn.outcome, kind=kind,

@@ -161,7 +161,7 @@ def _submit(engine: Runtime, turn: Turn) -> None:
         **released(engine.estimator.first_poll_delay(
             turn.site_id, engine.config.uppzy.answer_timeout / 2)),
     }, touch_session_at=now)
-    log.info("turn %d asked Uppzy", turn.id, extra=turn_fields(turn))
+    log.debug("turn %d asked Uppzy", turn.id, extra=turn_fields(turn))
     engine.emit("turn_submitted", **turn_fields(turn))
     log.debug("turn %d question: %s", turn.id, turn.question, extra=turn_fields(turn))
 
@@ -245,8 +245,10 @@ def _store_answer(
     else:
         values.update(released())
     save(engine, turn, values, touch_session_at=touch_session_at)
-    log.info("turn %d answered (confidence %s)", turn.id, answer.confidence_level or "n/a",
-             extra=turn_fields(turn))
+    # Posted in this step: the "posted" line says it all (INFO lines are per ticket event,
+    # not per step: four a message cost a tenth of a burst's CPU, bench/README.md).
+    log.log(logging.DEBUG if go_on else logging.INFO, "turn %d answered (confidence %s)",
+            turn.id, answer.confidence_level or "n/a", extra=turn_fields(turn))
     submitted = turn.submitted_at or answered_at
     engine.emit("turn_answered", **turn_fields(turn), polls=turn.polls, low_confidence=low,
                 seconds=(answered_at - submitted).total_seconds(),
