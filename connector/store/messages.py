@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from connector.store.db import Database, read_scope
 from connector.store.models import MessageRecord, Turn, TurnState
-from connector.store.plain import Inserting, Plain, instance, selecting
+from connector.store.plain import Inserting, Plain, id_list, in_chunks, instance, selecting
 
 
 class NewMessage(NamedTuple):
@@ -52,9 +52,8 @@ KNOWN_CHUNK = 500  # ids looked up in one statement
 def _known(count: int) -> Plain:
     """The look-up of ``count`` ids, one statement per count (most reads hold one to three
     new messages), since a plain statement has no list parameter."""
-    ids = ", ".join(f":id{n}" for n in range(count))
     return Plain(text("SELECT external_id, turn_id, ticket_id FROM message "
-                      f"WHERE adapter = :adapter AND external_id IN ({ids})"))
+                      f"WHERE adapter = :adapter AND external_id IN ({id_list(count)})"))
 
 
 def known(db: Connection | Session, adapter: str, ticket_id: str,
@@ -66,10 +65,8 @@ def known(db: Connection | Session, adapter: str, ticket_id: str,
     """
     found: dict[str, int | None] = {}
     elsewhere: set[str] = set()
-    for start in range(0, len(ids), KNOWN_CHUNK):
-        chunk = ids[start:start + KNOWN_CHUNK]
-        params = {f"id{n}": external_id for n, external_id in enumerate(chunk)}
-        for external_id, turn_id, owner in _known(len(chunk)).run(
+    for count, params in in_chunks(ids, KNOWN_CHUNK):
+        for external_id, turn_id, owner in _known(count).run(
                 db, {"adapter": adapter, **params}):
             found[external_id] = turn_id
             if owner != ticket_id:

@@ -238,6 +238,20 @@ class Inserting:
         return plain
 
 
+def id_list(count: int) -> str:
+    """``:id0, :id1, ...`` for an ``IN`` list of ``count`` values: a plain statement has no
+    list parameter, so such a look-up is one statement per count (cache it by count)."""
+    return ", ".join(f":id{n}" for n in range(count))
+
+
+def in_chunks(ids: Sequence[str], size: int = 500) -> Iterator[tuple[int, dict[str, str]]]:
+    """``ids`` in chunks of at most ``size``: each chunk's length and its parameters for
+    ``id_list``."""
+    for start in range(0, len(ids), size):
+        chunk = ids[start:start + size]
+        yield len(chunk), {f"id{n}": value for n, value in enumerate(chunk)}
+
+
 def instance(model: type[M], keys: Sequence[str], row: Sequence[Any]) -> M:
     """A model instance from a row of ``selecting`` (every column): what the engine decides on,
     not attached to any session.

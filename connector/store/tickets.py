@@ -25,7 +25,16 @@ from sqlmodel import Session, select
 
 from connector.store.db import Database, read_session, session_scope
 from connector.store.models import TicketRecord
-from connector.store.plain import Inserting, Plain, bound, instance, new, selecting
+from connector.store.plain import (
+    Inserting,
+    Plain,
+    bound,
+    id_list,
+    in_chunks,
+    instance,
+    new,
+    selecting,
+)
 
 TABLE = TicketRecord.__table__  # type: ignore[attr-defined]
 
@@ -44,10 +53,8 @@ def rows_in(db: Session, adapter: str, ids: list[str]) -> dict[str, TicketRecord
     """Plain SQL (``store.plain``): a feed page reads every ticket it names, twice."""
     found: dict[str, TicketRecord] = {}
     unique = list(dict.fromkeys(ids))
-    for start in range(0, len(unique), 500):
-        chunk = unique[start:start + 500]
-        loaded = _rows_of(len(chunk)).run(
-            db, {"adapter": adapter, **{f"id{n}": i for n, i in enumerate(chunk)}})
+    for count, params in in_chunks(unique):
+        loaded = _rows_of(count).run(db, {"adapter": adapter, **params})
         for row in loaded:
             record = instance(TicketRecord, loaded.keys, row)
             found[record.external_id] = record
@@ -57,8 +64,7 @@ def rows_in(db: Session, adapter: str, ids: list[str]) -> dict[str, TicketRecord
 @functools.lru_cache(maxsize=64)
 def _rows_of(count: int) -> Plain:
     """The rows of ``count`` ids: one statement per count, as in ``messages.known``."""
-    ids = ", ".join(f":id{n}" for n in range(count))
-    return selecting(TABLE, f"WHERE adapter = :adapter AND external_id IN ({ids})")
+    return selecting(TABLE, f"WHERE adapter = :adapter AND external_id IN ({id_list(count)})")
 
 
 class Report(NamedTuple):
@@ -91,15 +97,15 @@ def save_reports(db: Session, adapter: str, reports: list[Report], *, verify: bo
         if (row is None) != report.new or stored != report.seen:
             return False
     shapes: dict[tuple[frozenset[str], bool], list[dict[str, Any]]] = {}
-    new = []
+    inserted = []
     for report in reports:
         if report.new:
             report.record.change_seq = 1
-            new.append({c: getattr(report.record, c) for c in _INSERTED})
+            inserted.append({c: getattr(report.record, c) for c in _INSERTED})
         elif report.changed or report.due:
             shapes.setdefault((frozenset(report.changed), report.due), []).append(
                 {**report.changed, "ticket_id": report.record.id})
-    _NEW.run_many(db, new)
+    _NEW.run_many(db, inserted)
     for (columns, due), rows in shapes.items():  # one executemany per shape of UPDATE
         _update(columns, due).run_many(db, rows)
     return True
