@@ -62,13 +62,13 @@ def _queued(writer: GroupWriter, runs: list, pool: ThreadPoolExecutor) -> list:
     assert pool._max_workers >= len(runs)  # each queued write holds a thread until committed
     before = writer.writes
     futures = [pool.submit(writer.write, run) for run in runs]
-    # Each submitted write is in the writer's queue once its thread called write(); give the
+    # Each submitted write waits for a batch once its thread called write(); give the
     # pool a moment to get every call there before the held write lets the writer go on.
     for _ in range(500):
-        if writer._queue.qsize() >= len(runs):
+        if writer.waiting() >= len(runs):
             break
         threading.Event().wait(0.01)
-    assert writer._queue.qsize() == len(runs)
+    assert writer.waiting() == len(runs)
     assert writer.writes == before
     return futures
 
@@ -100,6 +100,43 @@ def test_a_write_returns_only_once_it_is_committed(sqlite_db: Engine):
             assert _count(sqlite_db) == n  # another connection sees it: committed
     finally:
         writer.close()
+
+
+def test_a_write_with_nobody_to_share_its_batch_commits_on_its_own_thread(sqlite_db: Engine):
+    """No hand-off to another thread and back when there is nobody to wait for."""
+    writer = GroupWriter(sqlite_db)
+    try:
+        assert writer.write(lambda _c: threading.get_ident()) == threading.get_ident()
+    finally:
+        writer.close()
+
+
+def test_the_lead_passes_to_a_waiting_write_and_close_waits_for_it(sqlite_db: Engine):
+    """Writes that came while a batch was committing are committed by one of their own
+    callers; close returns only once they are."""
+    writer = GroupWriter(sqlite_db)
+    release, slow = _held_open(writer)
+    committers: set[int] = set()
+
+    def insert_noting_thread(n: int):
+        def run(connection: Connection) -> int:
+            committers.add(threading.get_ident())
+            return _insert(n)(connection)
+        return run
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = _queued(writer, [insert_noting_thread(n) for n in range(1, 9)], pool)
+        closing = threading.Thread(target=writer.close)
+        closing.start()
+        release.set()
+        closing.join(10)
+        assert not closing.is_alive()
+        assert all(f.done() for f in futures)  # close waited for the batch that was waiting
+        assert sorted(f.result() for f in futures) == list(range(1, 9))
+    slow.join(10)
+    # One of the pool's threads committed the eight: not the held write's, not this one.
+    assert len(committers) == 1 and committers.isdisjoint({slow.ident, threading.get_ident()})
+    assert _count(sqlite_db) == 9
 
 
 def test_one_bad_write_fails_alone_and_the_rest_of_its_batch_commits(sqlite_db: Engine):
@@ -200,10 +237,10 @@ def test_a_read_whose_ticket_is_gone_writes_nothing_and_spares_its_batch(tmp_pat
                             changes("7", "kept-1")),
             ]
             for _ in range(500):
-                if writer._queue.qsize() >= 2:
+                if writer.waiting() >= 2:
                     break
                 threading.Event().wait(0.01)
-            assert writer._queue.qsize() == 2  # both in the next batch
+            assert writer.waiting() == 2  # both in the next batch
             release.set()
             assert futures[0].result(10) is None
             assert futures[1].result(10) is not None

@@ -159,13 +159,9 @@ class Runtime(UppzyHealth):
         self._stopping = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not self._running and not self._waiting:
-                    break
+        while self.in_flight() and time.monotonic() < deadline:
             time.sleep(0.05)
-        with self._lock:
-            left = self._running + self._waiting
+        left = self.in_flight()
         if left:
             log.warning("%d step(s) still waiting on a remote call; they resume after restart",
                         left)
@@ -401,6 +397,11 @@ class Runtime(UppzyHealth):
         """Hand a turn back (due after ``delay``), if this instance still holds it."""
         turn_rows.release(self.db, turn_id, self.instance_id,
                           utcnow() + timedelta(seconds=delay))
+
+    def in_flight(self) -> int:
+        """Steps running now, on the pool or waiting on a sync chat."""
+        with self._lock:
+            return self._running + self._waiting
 
     def busy(self) -> bool:
         """Whether anything is still running or due soon (``run --once`` waits for this)."""

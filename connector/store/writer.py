@@ -1,10 +1,18 @@
-"""Group commit: the outcomes of concurrent steps written by one thread, one transaction a batch.
+"""Group commit: the outcomes of concurrent steps written in one transaction a batch.
 
 Why: each step of a turn ends in a short write (asked, answered, posting, posted). Written in a
 transaction of its own, every one of them paid a BEGIN IMMEDIATE, a COMMIT and, on SQLite, a
-turn at the single write lock, which the other workers queued for. One writer that takes every
-write waiting at that moment into one transaction pays those once per batch, and nobody queues
-for the lock but the writer. Conversation reads and claims write through it too.
+turn at the single write lock, which the other workers queued for. Taking every write waiting at
+that moment into one transaction pays those once per batch, and nobody queues for the lock but
+the one committing. Conversation reads and claims write through it too.
+
+Who commits: the caller that finds nobody committing becomes the leader and commits the writes
+waiting, its own first; the callers that come meanwhile wait, and when the leader's batch is
+done the first of them leads the next batch. A dedicated writer thread did the same with two
+thread hand-offs per write (the caller waking the writer, the writer waking the caller), which
+cost more than the write when it had nobody to share its batch with; a leader alone with its
+write commits it on its own thread, and under load there is one hand-off per batch besides
+waking its members.
 
 What may be batched, and what must not:
 
@@ -37,12 +45,9 @@ given to every caller of the batch, as each would have met it alone.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -52,27 +57,46 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_BATCH = 128  # writes in one transaction: bounds how long the lock is held
-IDLE_RETURN = 1.0  # seconds without a batch after which the writer's connection goes back
+IDLE_RETURN = 1.0  # seconds without a batch after which the leaders' connection goes back
 
 
-@dataclass
 class _Write:
-    run: Callable[[Connection], Any]
-    done: Future[Any] = field(default_factory=Future)
+    """One caller's write; its ``wake`` lock is held until the write is done or the caller is
+    to lead the next batch."""
+
+    __slots__ = ("error", "lead", "result", "run", "wake")
+
+    def __init__(self, run: Callable[[Connection], Any]) -> None:
+        self.run = run
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.lead = False
+        self.wake = threading.Lock()
+        self.wake.acquire()
+
+    def done(self, result: Any = None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self.wake.release()
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 class GroupWriter:
-    """One writer thread over ``engine``; ``write`` is safe to call from any thread."""
+    """Group commit over ``engine``; ``write`` is safe to call from any thread."""
 
     def __init__(self, engine: Engine, max_batch: int = MAX_BATCH) -> None:
         self._engine = engine
-        self._connection: Connection | None = None  # the writer thread's own, kept open
+        self._connection: Connection | None = None  # the leaders' own, kept open
         self._used_at = 0.0  # when ``_connection`` last ran a batch (monotonic)
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._led = threading.Condition(self._lock)  # notified when a leader steps down
+        self._pending: list[_Write] = []  # waiting for a batch, oldest first
+        self._leading = False  # a caller is committing a batch
+        self._closed = False
         # Transactions committed or attempted, and the writes in them: bench/statements.py
         # prints writes per commit.
         self.batches = 0
@@ -84,39 +108,53 @@ class GroupWriter:
         After ``close`` (a step still finishing during shutdown), the write runs alone, so a
         late outcome is recorded rather than dropped.
         """
-        if self._closed.is_set():
-            return self._alone(run)
         item = _Write(run)
-        self._queue.put(item)
-        return item.done.result()
+        with self._lock:
+            if self._closed:
+                alone = True
+            else:
+                alone = False
+                self._pending.append(item)
+                item.lead = not self._leading
+                self._leading = True
+        if alone:
+            return self._alone(run)
+        if not item.lead:
+            item.wake.acquire()  # done, or handed the lead
+        if item.lead:
+            self._lead()
+        return item.outcome()  # type: ignore[no-any-return]
+
+    def waiting(self) -> int:
+        """Writes waiting for a batch (not counting the one being committed)."""
+        with self._lock:
+            return len(self._pending)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Finish the writes already queued, then stop the thread."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        self._queue.put(None)
-        self._thread.join(timeout)
+        """Finish the writes already waiting, then give the connection back; later writes run
+        alone."""
+        with self._lock:
+            self._closed = True
+            if not self._led.wait_for(lambda: not self._leading, timeout):
+                return  # a batch still running keeps the connection; it goes with the engine
+            self._drop_connection()
 
-    def _loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            batch = [first] if first is not None else []
-            stopping = first is None
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    continue
-                batch.append(item)
-            if batch:
-                self._commit(batch)
-            if stopping and self._queue.empty():
-                self._drop_connection()
-                return
+    def _lead(self) -> None:
+        """Commit the waiting writes (the caller's is first), then hand the lead to the first
+        write that came meanwhile, or step down."""
+        with self._lock:
+            batch = self._pending[:self._max_batch]
+            del self._pending[:self._max_batch]
+        try:
+            self._commit(batch)
+        finally:
+            with self._lock:
+                if self._pending:
+                    self._pending[0].lead = True
+                    self._pending[0].wake.release()
+                else:
+                    self._leading = False
+                    self._led.notify_all()
 
     def _commit(self, batch: list[_Write]) -> None:
         self.batches += 1
@@ -128,25 +166,25 @@ class GroupWriter:
         except (OperationalError, InterfaceError) as exc:  # the database, not one write
             self._drop_connection()  # maybe lost: the next batch starts on a fresh one
             for item in batch:
-                item.done.set_exception(exc)
+                item.done(error=exc)
             return
         except BaseException as exc:
             if len(batch) == 1:
-                batch[0].done.set_exception(exc)
+                batch[0].done(error=exc)
                 return
             log.debug("a batch of %d writes failed (%s); writing each alone", len(batch),
                       type(exc).__name__)
             for item in batch:
                 try:
-                    item.done.set_result(self._alone(item.run))
+                    item.done(self._alone(item.run))
                 except BaseException as alone:
-                    item.done.set_exception(alone)
+                    item.done(error=alone)
             return
         for item, result in zip(batch, results, strict=True):
-            item.done.set_result(result)
+            item.done(result)
 
     def _held_connection(self) -> Connection:
-        """The writer's connection, kept from batch to batch: checking one out of the pool
+        """The leaders' connection, kept from batch to batch: checking one out of the pool
         and back for every batch cost a tenth of the daemon's Python time (bench/README).
         After a quiet second it goes back first, so the pool's check of a connection taken
         out (``pool_pre_ping`` on PostgreSQL) still catches a server that restarted while we
