@@ -113,7 +113,8 @@ class NewTurn(NamedTuple):
 
 @dataclass(frozen=True)
 class Changes:
-    """What a read decided, written in one transaction in this order."""
+    """What a read decided, written in one transaction in this order, but for the messages:
+    they come after the turn they start, so they are inserted with its id."""
 
     adapter: str
     ticket_id: str
@@ -203,7 +204,6 @@ def apply(db: Session, changes: Changes) -> Applied:
                             "status": ending.status}).rowcount:
             applied.merged.append(source)
             applied.closing += _end(db, adapter, source, ending, now)
-    messages.store(db, adapter, ticket_id, changes.messages)
     for verdict in changes.verdicts:
         if not record_verdict(db, verdict.turn, verdict.adoption, verdict.score,
                               verdict.reply_at, now):
@@ -217,8 +217,14 @@ def apply(db: Session, changes: Changes) -> Applied:
     if changes.answered is not None:
         turns.cancel_turns(db, adapter, ticket_id, changes.answered)
     turns.record_similarities(db, changes.similarities)
-    if changes.turn is not None:
+    if changes.turn is None:
+        messages.store(db, adapter, ticket_id, changes.messages)
+    else:
         applied.turn = add_turn(db, adapter, ticket_id, changes.turn, now)
+        question = set(changes.turn.message_ids)
+        messages.store(db, adapter, ticket_id, changes.messages, applied.turn.id, question)
+        messages.link(db, adapter, applied.turn.id,
+                      question.difference(m.external_id for m in changes.messages))
     if changes.rating is not None:
         applied.rating = feedback.queue_tag(db, adapter, ticket_id, changes.rating, now)
     return applied
@@ -254,7 +260,7 @@ def add_turn(db: Session, adapter: str, ticket_id: str, new: NewTurn,
     Plain SQL (``store.plain``): every new customer message comes here.
     """
     db.flush()  # what the transaction wrote through the ORM must show in the reads below
-    reopened = sessions.had_closed(db, adapter, ticket_id)
+    seen = sessions.around(db, new.slot)
     question = new.question
     active = turns.held_turns(db, adapter, ticket_id)
     queued = next((t for t in reversed(active) if t.state == TurnState.QUEUED), None)
@@ -269,7 +275,7 @@ def add_turn(db: Session, adapter: str, ticket_id: str, new: NewTurn,
         turn_id, session = queued.id, queued.session_id
         claimed = None
     else:
-        session = sessions.open_session(db, new.slot)
+        session = sessions.open_session(db, new.slot, seen)
         owner, until = new.claim or (None, None)
         added = turns.add(db, {
             "adapter": adapter, "ticket_id": ticket_id, "session_id": session,
@@ -279,8 +285,7 @@ def add_turn(db: Session, adapter: str, ticket_id: str, new: NewTurn,
         turn_id, claimed = added.id, added if owner is not None else None
         assert turn_id is not None
         _supersede(db, active, turn_id, new)
-    messages.link(db, adapter, turn_id, new.message_ids)
-    return AddedTurn(turn_id, session, queued is None, reopened, claimed)
+    return AddedTurn(turn_id, session, queued is None, seen.reopened, claimed)
 
 
 def _supersede(db: Session, older: list[turns.InProgress], turn_id: int, new: NewTurn) -> None:

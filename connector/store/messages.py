@@ -8,6 +8,7 @@ seconds, cannot order a question and a reply written in the same second.
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
 from datetime import datetime
 from typing import NamedTuple
 
@@ -77,19 +78,22 @@ def known(db: Connection | Session, adapter: str, ticket_id: str,
 _STORE = Inserting(MessageRecord.__table__)  # type: ignore[attr-defined]
 
 
-def store(db: Session, adapter: str, ticket_id: str, messages: list[NewMessage]) -> None:
-    """Insert new messages, in conversation order (row ids order the conversation). One
-    executemany: an ORM flush of the same rows cost several times as much."""
+def store(db: Session, adapter: str, ticket_id: str, messages: list[NewMessage],
+          turn_id: int | None = None, question: Collection[str] = ()) -> None:
+    """Insert new messages, in conversation order (row ids order the conversation), those in
+    ``question`` as part of turn ``turn_id``. One executemany: an ORM flush of the same rows
+    cost several times as much."""
     _STORE.run_many(db, [{"adapter": adapter, "ticket_id": ticket_id, **m._asdict(),
-                          "turn_id": None} for m in messages])
+                          "turn_id": turn_id if m.external_id in question else None}
+                         for m in messages])
 
 
 _MESSAGE_TURN = Plain(text("UPDATE message SET turn_id = :turn "
                            "WHERE adapter = :adapter AND external_id = :message"))
 
 
-def link(db: Session, adapter: str, turn_id: int, ids: list[str]) -> None:
-    """The messages are part of the turn's question."""
+def link(db: Session, adapter: str, turn_id: int, ids: Collection[str]) -> None:
+    """Messages stored earlier are part of the turn's question (backfill: history made new)."""
     _MESSAGE_TURN.run_many(db, [{"turn": turn_id, "adapter": adapter, "message": m}
                                 for m in ids])
 

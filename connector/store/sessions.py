@@ -40,17 +40,38 @@ _STATE = Plain(text("SELECT state FROM chat_session WHERE session_id = :id"))
 _NEW = Inserting(ChatSession.__table__)  # type: ignore[attr-defined]
 _SESSION_SEQ = Plain(text("UPDATE ticket SET session_seq = :seq "
                           "WHERE adapter = :adapter AND external_id = :ticket"))
+_AROUND = Plain(text(
+    "SELECT (SELECT 1 FROM chat_session WHERE adapter = :adapter AND ticket_id = :ticket "
+    "AND state <> :open LIMIT 1), (SELECT state FROM chat_session WHERE session_id = :first)"))
 
 
-def open_session(db: Session, slot: Slot) -> str:
+class Around(NamedTuple):
+    """A ticket's sessions as a new message finds them: whether one of its own was closed (or
+    is closing), so the ticket reopened; and the state of the slot's first session (None: not
+    made yet)."""
+
+    reopened: bool
+    first_state: str | None
+
+
+def around(db: Session, slot: Slot) -> Around:
+    """Both in one statement: a new customer message on every ticket reads them."""
+    reopened, first_state = _AROUND.run(db, {
+        "adapter": slot.adapter, "ticket": slot.ticket_id, "open": SessionState.OPEN.value,
+        "first": session_id(slot.base, slot.first_seq)}).one()
+    return Around(reopened is not None, first_state)
+
+
+def open_session(db: Session, slot: Slot, seen: Around | None = None) -> str:
     """The session a new turn goes to, in the caller's transaction: the first open one from
-    ``slot.first_seq`` on, made if none is. Plain SQL (``store.plain``): a new turn on every
-    new ticket comes here."""
+    ``slot.first_seq`` on, made if none is; ``seen``: the first one's state, read already in
+    this transaction. Plain SQL (``store.plain``): a new turn on every new ticket comes here."""
     db.flush()  # a session closed earlier in the transaction must look closed here
     seq = slot.first_seq
     while True:
         current = session_id(slot.base, seq)
-        state = _STATE.run(db, {"id": current}).scalar()
+        state = seen.first_state if seen is not None and seq == slot.first_seq else \
+            _STATE.run(db, {"id": current}).scalar()
         if state is None:
             _NEW.run(db, {"session_id": current, "adapter": slot.adapter,
                           "site_id": slot.site_id,
@@ -62,17 +83,6 @@ def open_session(db: Session, slot: Slot) -> str:
     if slot.per_thread and seq != slot.first_seq:  # the ticket holds ``first_seq`` already
         _SESSION_SEQ.run(db, {"seq": seq, "adapter": slot.adapter, "ticket": slot.ticket_id})
     return current
-
-
-_REOPENED = Plain(text("SELECT 1 FROM chat_session "
-                       "WHERE adapter = :adapter AND ticket_id = :ticket "
-                       "AND state <> :open LIMIT 1"))
-
-
-def had_closed(db: Session, adapter: str, ticket_id: str) -> bool:
-    """Whether a session of the ticket's own was closed (or is closing): the ticket reopened."""
-    return _REOPENED.run(db, {"adapter": adapter, "ticket": ticket_id,
-                              "open": SessionState.OPEN.value}).first() is not None
 
 
 def request_close(db: Session, chat_id: str, reason: str, now: datetime) -> bool:
