@@ -139,6 +139,29 @@ def _error_text(body: Any, text: str) -> str:
     return redact(" ".join(str(detail).split())[:300])
 
 
+class _Way:
+    """How requests reach one host: its own connection pool, called directly (a pool manager
+    in front parsed the URL and looked the pool up again on every call, a sixth of urllib3's
+    CPU per request), or a proxy's manager, which needs the whole URL."""
+
+    def __init__(self, via: urllib3.HTTPConnectionPool | urllib3.ProxyManager) -> None:
+        self._via = via
+
+    def send(self, method: str, url: str, **kw: Any) -> urllib3.BaseHTTPResponse:
+        if isinstance(self._via, urllib3.ProxyManager):
+            return self._via.urlopen(method, url, retries=False, redirect=False, **kw)
+        parts = urlsplit(url)
+        target = f"{parts.path or '/'}{'?' + parts.query if parts.query else ''}"
+        return self._via.urlopen(method, target, retries=False, redirect=False,
+                                 assert_same_host=False, **kw)
+
+    def close(self) -> None:
+        if isinstance(self._via, urllib3.ProxyManager):
+            self._via.clear()
+        else:
+            self._via.close()
+
+
 class HttpClient:
     """A connection pool bound to one remote system.
 
@@ -190,34 +213,34 @@ class HttpClient:
         self._tls = {"cert_reqs": "CERT_REQUIRED", "ca_certs": os.environ.get(
             "REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()}
         self._pool_size = pool_size
-        self._direct = urllib3.PoolManager(num_pools=8, maxsize=pool_size, **self._tls)
         install_header_parser()  # the same headers, a sixth of the CPU (core/http_headers.py)
-        self._managers: dict[str, urllib3.PoolManager] = {}  # scheme://host -> the way there
+        self._ways: dict[str, _Way] = {}  # scheme://host -> the way there
 
     def close(self) -> None:
-        for manager in {id(m): m for m in [self._direct, *self._managers.values()]}.values():
-            manager.clear()
+        for way in self._ways.values():
+            way.close()
+        self._ways.clear()
 
     def resize_pool(self, pool_size: int) -> None:
         """Keep up to ``pool_size`` idle connections per host from now on (connections open
         now are let go; call this before traffic starts)."""
         self.close()
         self._pool_size = pool_size
-        self._direct = urllib3.PoolManager(num_pools=8, maxsize=pool_size, **self._tls)
-        self._managers.clear()
 
-    def _manager_for(self, url: str) -> urllib3.PoolManager:
-        """The direct pool, or a proxy's, as the environment's proxy settings say (no_proxy
-        honoured) for this URL's host; decided once per host."""
+    def _way_for(self, url: str) -> _Way:
+        """The host's own connection pool, or a proxy's, as the environment's proxy settings
+        say (no_proxy honoured) for this URL's host; decided once per host."""
         parts = urlsplit(url)
         host = f"{parts.scheme}://{parts.netloc}"
-        manager = self._managers.get(host)
-        if manager is None:
+        way = self._ways.get(host)
+        if way is None:
             proxy = requests.utils.get_environ_proxies(url).get(parts.scheme)
-            manager = self._direct if not proxy else urllib3.ProxyManager(
-                proxy, num_pools=2, maxsize=self._pool_size, **self._tls)
-            self._managers[host] = manager
-        return manager
+            way = self._ways[host] = _Way(
+                urllib3.ProxyManager(proxy, num_pools=2, maxsize=self._pool_size, **self._tls)
+                if proxy else urllib3.connection_from_url(
+                    url, maxsize=self._pool_size, **(self._tls if parts.scheme == "https"
+                                                     else {})))
+        return way
 
     def url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
@@ -373,11 +396,9 @@ class HttpClient:
         """One request on the wire; every failure without an HTTP answer becomes a
         ``TransportError`` that says whether the request may have reached the server."""
         try:
-            return self._manager_for(url).request(
+            return self._way_for(url).send(
                 method, url, body=body, headers=headers,
-                timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
-                retries=False, redirect=False,
-            )
+                timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]))
         except urllib3.exceptions.NewConnectionError as exc:  # refused, unresolvable
             self._observe(label, "transport", started)
             raise TransportError(f"{self.name} {label}: connection refused by {_host(url)}",
