@@ -1,6 +1,8 @@
-"""A conversation read's write (``store/conversation.apply``): the messages that start or join
-a turn are stored with its id, history made new (backfill) is linked to it, and a ticket whose
-own session was closed says it reopened. On SQLite and on the real PostgreSQL server."""
+"""A conversation read's store work: its write (``store/conversation.apply``) stores the
+messages that start or join a turn with its id, links history made new (backfill) to it, and
+says when a ticket whose own session was closed reopened; its snapshot reads our posts, a post
+under way and the drafts waiting for a verdict in one statement (``store/turns.ours``). On
+SQLite and on the real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -14,9 +16,16 @@ from test_postgres import pg_url  # noqa: F401  (a fixture)
 from connector.store.conversation import Changes, NewTurn, apply
 from connector.store.db import make_engine, migrate
 from connector.store.messages import NewMessage
-from connector.store.models import ChatSession, MessageRecord, SessionState, TurnState, utcnow
+from connector.store.models import (
+    ChatSession,
+    MessageRecord,
+    SessionState,
+    Turn,
+    TurnState,
+    utcnow,
+)
 from connector.store.sessions import Slot
-from connector.store.turns import Cancel
+from connector.store.turns import Cancel, ours
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -84,3 +93,32 @@ def test_a_ticket_whose_session_was_closed_reopens_in_the_next_one(db: Engine) -
         session.commit()
     added = _read(db, [_message("q1")], ["q1"])
     assert added.reopened and added.session_id == "zd-7-2"
+
+
+def test_the_read_sees_our_posts_a_post_under_way_and_the_drafts_awaiting_a_verdict(
+        db: Engine) -> None:
+    now = utcnow()
+
+    def turn(n: int, state: TurnState, **values: object) -> Turn:
+        return Turn(adapter="zd", ticket_id="7", session_id="zd-7", site_id="s",
+                    question=f"q{n}", last_message_id=f"m{n}", last_message_at=now,
+                    state=state, **values)
+
+    with Session(db) as session:
+        session.add_all([
+            turn(1, TurnState.POSTED, posted_id="p1", outcome="draft", answer="a1"),
+            turn(2, TurnState.POSTED, posted_id="p2", outcome="draft", answer="a2",
+                 adoption="sent"),
+            turn(3, TurnState.POSTED, posted_id="p3", outcome="fallback"),
+            turn(4, TurnState.POSTED, outcome="draft", answer="a4"),  # id not recorded
+            turn(5, TurnState.QUEUED),
+            Turn(adapter="zd", ticket_id="8", session_id="zd-8", site_id="s", question="x",
+                 last_message_id="x", last_message_at=now, state=TurnState.POSTING),
+        ])
+        session.commit()
+        seen = ours(session, "zd", "7")
+        assert seen.posted_ids == {"p1", "p2", "p3"} and not seen.posting
+        assert [t.question for t in seen.drafts] == ["q1", "q4"]
+        session.add(turn(6, TurnState.POSTING, answer="a6", outcome="draft"))
+        session.commit()
+        assert ours(session, "zd", "7").posting

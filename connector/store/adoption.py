@@ -1,5 +1,6 @@
-"""Reads and writes of draft adoption: which posted drafts wait for a verdict, the verdicts,
-implicit feedback, expiry, and the counts ``status`` shows (``report``'s rows: ``reports.py``).
+"""Reads and writes of draft adoption: the verdicts, implicit feedback, expiry, and the counts
+``status`` shows (``report``'s rows: ``reports.py``). Which posted drafts wait for a verdict is
+read with our posts, in ``turns.ours``.
 
 A posted draft is a turn in state ``posted`` with outcome ``draft`` (a fallback note never is);
 its ``adoption`` stays NULL while it is pending. Every write here is conditional on the verdict
@@ -11,12 +12,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, func, update
+from sqlalchemy import and_, func, update
 from sqlmodel import Session, col, select
 
 from connector.store.db import Database, read_session, session_scope
 from connector.store.models import Feedback, FeedbackState, Turn, TurnState
-from connector.store.plain import instance, selecting
 
 DRAFT = "draft"
 PENDING = "pending"
@@ -24,20 +24,6 @@ PENDING = "pending"
 
 def _is_draft() -> tuple:  # type: ignore[type-arg]
     return (Turn.state == TurnState.POSTED, Turn.outcome == DRAFT)
-
-
-# Plain SQL: every conversation read asks (see ``store.plain``).
-_UNDECIDED = selecting(
-    Turn.__table__,  # type: ignore[attr-defined]
-    "WHERE adapter = :adapter AND ticket_id = :ticket AND state = :posted AND outcome = :draft "
-    "AND adoption IS NULL AND answer IS NOT NULL ORDER BY id")
-
-
-def undecided_drafts(db: Connection | Session, adapter: str, ticket_id: str) -> list[Turn]:
-    """The ticket's posted drafts that have no verdict yet, oldest first."""
-    found = _UNDECIDED.run(db, {"adapter": adapter, "ticket": ticket_id,
-                                "posted": TurnState.POSTED.value, "draft": DRAFT})
-    return [instance(Turn, found.keys, row) for row in found]
 
 
 def record_verdict(db: Session, turn: Turn, adoption: str, score: float | None,

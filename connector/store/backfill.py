@@ -57,7 +57,7 @@ def known(db: Database, adapter: str, ticket_id: str) -> Known:
             col(MessageRecord.turn_id).is_not(None),
         )).all()
         return Known(_item(session, adapter, ticket_id),
-                     turns.posts(session, adapter, ticket_id)[0], set(in_turns))
+                     turns.ours(session, adapter, ticket_id).posted_ids, set(in_turns))
 
 
 class Decision(NamedTuple):

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, text
 from sqlmodel import Session
 
 from connector.store import feedback, messages, sessions, turns
-from connector.store.adoption import queue_implicit_feedback, record_verdict, undecided_drafts
+from connector.store.adoption import queue_implicit_feedback, record_verdict
 from connector.store.db import Database, joined_session, read_scope, reported, session_scope
 from connector.store.messages import Awaiting, NewMessage
 from connector.store.models import (
@@ -65,14 +65,13 @@ def read(db: Database, adapter: str, ticket_id: str, ids: list[str], *, epoch: b
         ticket = _TICKET.run(connection, {"adapter": adapter, "ticket": ticket_id})
         row = ticket.first()
         found, elsewhere = messages.known(connection, adapter, ticket_id, ids)
-        posted, posting = turns.posts(connection, adapter, ticket_id)
+        posted = turns.ours(connection, adapter, ticket_id)
         return Snapshot(
             None if row is None else instance(TicketRecord, ticket.keys, row), found,
-            elsewhere, posted,
+            elsewhere, posted.posted_ids,
             _EPOCH.run(connection, {"adapter": adapter}).scalar() if epoch else None,
-            posting,
-            [Awaiting(t, messages.reply_after(connection, t))
-             for t in undecided_drafts(connection, adapter, ticket_id)],
+            posted.posting,
+            [Awaiting(t, messages.reply_after(connection, t)) for t in posted.drafts],
             messages.shadowed(connection, adapter, ticket_id) if shadow else [],
         )
 

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, bindparam, text, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
+from connector.store.adoption import DRAFT
 from connector.store.db import Database, reported, write_scope
 from connector.store.models import (
     ACTIVE_TURN_STATES,
@@ -26,7 +27,7 @@ from connector.store.models import (
     TurnState,
     check_transition,
 )
-from connector.store.plain import Inserting, Plain, bound, instance
+from connector.store.plain import Inserting, Plain, bound, instance, selecting
 from connector.store.tickets import count_own_post
 from connector.store.writer import GroupWriter
 
@@ -232,17 +233,35 @@ def held_turns(db: Session, adapter: str, ticket_id: str) -> list[InProgress]:
                                                               "ticket": ticket_id})]
 
 
-_POSTS = Plain(text("SELECT posted_id, state FROM turn "
-                    "WHERE adapter = :adapter AND ticket_id = :ticket "
-                    "AND (posted_id IS NOT NULL OR state = :posting)"))
+class Ours(NamedTuple):
+    """What of a ticket's turns a conversation read needs, read in one statement."""
+
+    posted_ids: set[str]  # the helpdesk ids of our posts on the ticket
+    posting: bool  # a post of ours may be under way (a turn in ``posting``)
+    drafts: list[Turn]  # posted drafts without a verdict yet, oldest first
 
 
-def posts(db: Connection | Session, adapter: str, ticket_id: str) -> tuple[set[str], bool]:
-    """The helpdesk ids of our posts on the ticket, and whether a post of ours may be under way
-    (a turn in ``posting``)."""
-    rows = _POSTS.run(db, {"adapter": adapter, "ticket": ticket_id,
-                           "posting": TurnState.POSTING.value}).rows
-    return {p for p, _ in rows if p}, any(state == TurnState.POSTING for _, state in rows)
+_OURS = selecting(TABLE, (
+    "WHERE adapter = :adapter AND ticket_id = :ticket AND (posted_id IS NOT NULL "
+    "OR state = :posting OR (state = :posted AND outcome = :draft AND adoption IS NULL "
+    "AND answer IS NOT NULL)) ORDER BY id"))
+
+
+def ours(db: Connection | Session, adapter: str, ticket_id: str) -> Ours:
+    """Our posts on the ticket, whether one may be under way, and the posted drafts that wait
+    for a verdict (``store.adoption``: a draft is a posted turn with outcome ``draft``)."""
+    found = _OURS.run(db, {"adapter": adapter, "ticket": ticket_id,
+                           "posting": TurnState.POSTING.value,
+                           "posted": TurnState.POSTED.value, "draft": DRAFT})
+    names = {name: n for n, name in enumerate(found.keys)}
+    posted_id, state, outcome, adoption, answer = (
+        names[c] for c in ("posted_id", "state", "outcome", "adoption", "answer"))
+    return Ours(
+        {row[posted_id] for row in found if row[posted_id]},
+        any(row[state] == TurnState.POSTING for row in found),
+        [instance(Turn, found.keys, row) for row in found
+         if row[state] == TurnState.POSTED and row[outcome] == DRAFT
+         and row[adoption] is None and row[answer] is not None])
 
 
 _NEW = Inserting(TABLE, returning=True)
