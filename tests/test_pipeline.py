@@ -6,6 +6,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlmodel import Session, select
@@ -512,8 +513,8 @@ def test_a_turn_claimed_again_while_its_step_finishes_is_not_left_claimed(
     advance = runtime_module.turns.advance
     raced: list[int] = []
 
-    def racing(runtime: Runtime, turn: Turn) -> None:
-        advance(runtime, turn)
+    def racing(runtime: Runtime, turn: Turn, seen: Any = None) -> None:
+        advance(runtime, turn, seen)
         if turn.outcome == "fallback" and not raced:
             raced.append(turn.id)
             runtime.dispatch()  # the claim that wins the race, as another thread's would

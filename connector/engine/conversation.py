@@ -104,7 +104,7 @@ def _store_read(engine: Runtime, claimed: TicketRecord, ticket: Ticket | None,
             engine.sync_slots.arrived(1)
         announce(engine, record, applied)
         if applied.turn is not None and applied.turn.claimed is not None:
-            engine.hand_on(applied.turn.claimed)
+            engine.hand_on(applied.turn.claimed, record.status, applied.turn.session_busy)
 
 
 def _count_read(engine: Runtime, record: TicketRecord, messages: list[Message], seq: int, *,

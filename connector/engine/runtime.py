@@ -53,6 +53,7 @@ Listener = Callable[[str, dict[str, Any]], None]
 """Receives every engine event: (name, fields). See ``Runtime.emit`` for the names."""
 
 BACKOFF_BASE = 2.0
+TURN_STEPS = (turns.advance, turns.advance_handed)  # the steps whose item is a claimed turn
 RETENTION_EVERY = 600.0  # seconds between retention passes
 
 
@@ -266,9 +267,11 @@ class Runtime(UppzyHealth):
             return None
         return self.instance_id, utcnow() + self.lease_ttl
 
-    def hand_on(self, turn: Turn) -> None:
+    def hand_on(self, turn: Turn, status: str, session_busy: bool) -> None:
         """Take a turn created claimed by this instance's read (``new_turn_claim``) into the
-        backlog, as if a claim had taken it; the dispatch after the read's step starts it."""
+        backlog, as if a claim had taken it; the dispatch after the read's step starts it,
+        from what the read saw (the ticket open with ``status``, no newer turn, no agent
+        reply after the question) instead of a check of its own."""
         with self._lock:
             if turn.id in self._turns_held:
                 return
@@ -276,7 +279,8 @@ class Runtime(UppzyHealth):
         if self.sync_slots is not None:
             self._sync_backlog.append(turn)
         else:
-            self._backlog.append((turns.advance, turn, True))
+            seen = turns.Situation(False, status, False, False, session_busy)
+            self._backlog.append((turns.advance_handed, turns.Handed(turn, seen), True))
 
     def _questions_to_claim(self, slots: int, limit: int) -> int:
         """Sync mode: questions to claim for ``slots`` free waiting slots, in batches. Claimed
@@ -454,14 +458,14 @@ class Runtime(UppzyHealth):
             # A bug or a surprise payload must cost one item a retry, not the daemon its life.
             log.exception("step %s(%s) failed unexpectedly", fn.__name__,
                           getattr(item, "id", item))
-            if fn is turns.advance:
+            if fn in TURN_STEPS:
                 self.release_claim(item.id, delay=self.backoff(3))
         finally:
             self._finished(uppzy, wait)
             with self._lock:
                 held = self._held if fn is conversation.sync_ticket else self._turns_held
                 held.discard(item.id)
-                again = fn is turns.advance and item.id in self._claimed_again
+                again = fn in TURN_STEPS and item.id in self._claimed_again
                 self._claimed_again.discard(item.id)
             if again:
                 self._hand_back_claimed_again(item.id)

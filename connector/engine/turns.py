@@ -24,7 +24,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from connector.core.errors import (
     RemoteError,
@@ -58,6 +58,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+FRESH = 1.0  # seconds for which a step may act on the ticket as last seen
+
+
 @dataclass(frozen=True)
 class Situation:
     """What the rest of the ticket says about a turn, read in one statement before its step."""
@@ -70,12 +73,29 @@ class Situation:
     at: float = field(default_factory=time.monotonic)  # when it was read
 
 
-def advance(engine: Runtime, turn: Turn) -> None:
-    """Run the one step the claimed turn is due for; every outcome also releases the claim."""
+class Handed(NamedTuple):
+    """A turn created claimed by this instance's read, with what that read saw of its ticket."""
+
+    turn: Turn
+    seen: Situation
+
+    @property
+    def id(self) -> int | None:
+        return self.turn.id
+
+
+def advance_handed(engine: Runtime, handed: Handed) -> None:
+    """The first step of a turn handed on by the read that made it (``Runtime.hand_on``)."""
+    advance(engine, handed.turn, handed.seen)
+
+
+def advance(engine: Runtime, turn: Turn, seen: Situation | None = None) -> None:
+    """Run the one step the claimed turn is due for; every outcome also releases the claim.
+    ``seen``: the ticket as a read saw it; read again when older than ``FRESH``."""
     if turn.state not in ACTIVE_TURN_STATES:
         return
     shadow = engine.config.shadow(engine.config.adapter(turn.adapter))
-    seen = _situation(engine, turn)
+    seen = _fresh(engine, turn, seen)
     blocked = _why_not_now(turn, seen, shadow)
     if blocked is not None:
         save(engine, turn, cancelled(blocked))
@@ -99,6 +119,16 @@ def advance(engine: Runtime, turn: Turn) -> None:
 
 def _situation(engine: Runtime, turn: Turn) -> Situation:
     return Situation(*store.surroundings(engine.db, turn))
+
+
+def _fresh(engine: Runtime, turn: Turn, seen: Situation | None) -> Situation:
+    """``seen`` if it was read less than ``FRESH`` ago, else the ticket read now. Acting on a
+    view a moment old is the same bet the step makes between its check and its remote call:
+    what changes in that moment (a newer message, the ticket resolved) is caught by the next
+    step's check, at the cost of a question asked for nothing, never of a draft too many."""
+    if seen is None or time.monotonic() - seen.at > FRESH:
+        return _situation(engine, turn)
+    return seen
 
 
 def _why_not_now(turn: Turn, seen: Situation, shadow: bool) -> str | None:
@@ -237,8 +267,7 @@ def _store_answer(
     go_on = not shadow and turn.adapter in engine.adapters and \
         text_for(engine, turn) is not None
     if go_on:
-        if seen is None or time.monotonic() - seen.at > 1.0:
-            seen = _situation(engine, turn)
+        seen = _fresh(engine, turn, seen)
         go_on = _why_not_now(turn, seen, shadow) is None
     if go_on:
         values.update(state=TurnState.POSTING, updated_at=utcnow())  # the claim stays ours

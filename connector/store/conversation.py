@@ -134,6 +134,7 @@ class AddedTurn(NamedTuple):
     new: bool  # False: the messages joined a turn not yet asked
     reopened: bool  # the ticket had a closed session: the turn continues in a new one
     claimed: Turn | None = None  # the new turn as written, when created with ``NewTurn.claim``
+    session_busy: bool = False  # another request of its session in flight, or queued before it
 
 
 @dataclass
@@ -284,7 +285,10 @@ def add_turn(db: Session, adapter: str, ticket_id: str, new: NewTurn,
         turn_id, claimed = added.id, added if owner is not None else None
         assert turn_id is not None
         _supersede(db, active, turn_id, new)
-    return AddedTurn(turn_id, session, queued is None, seen.reopened, claimed)
+    # As ``turns.surroundings`` would say, for the step a claimed new turn starts with.
+    busy = any(t.session_id == session and t.id != turn_id and
+               t.state in (TurnState.SUBMITTED, TurnState.QUEUED) for t in active)
+    return AddedTurn(turn_id, session, queued is None, seen.reopened, claimed, busy)
 
 
 def _supersede(db: Session, older: list[turns.InProgress], turn_id: int, new: NewTurn) -> None:
