@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, text, update
+from sqlalchemy import Connection, bindparam, inspect, text, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
@@ -107,7 +107,16 @@ def _fenced_update(turn: Turn, values: dict[str, Any], owner: str
 def mirror(turn: Turn, values: Mapping[str, Any]) -> None:
     """The claimed row in memory, as written (or about to be): the next step decides on it.
     Set as the row's loaded state, past the model's ``__setattr__`` (pydantic's checks and
-    change tracking, for a row no session holds): several times cheaper, on every step."""
+    change tracking, for a row no session holds): several times cheaper, on every step.
+
+    A row with nothing pending, expired or deferred (every row a step holds: built from a
+    plain statement's result) keeps its loaded state in its ``__dict__`` alone, so that is
+    where the values go: what ``set_committed_value`` does then too, at 15 µs a step instead
+    of under 1."""
+    state = inspect(turn)
+    if not (state.committed_state or state.expired_attributes or state.callables):
+        turn.__dict__.update(values)
+        return
     for key, value in values.items():
         set_committed_value(turn, key, value)
 
