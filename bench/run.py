@@ -437,6 +437,7 @@ def rows(r: Result, endpoints: list[str]) -> dict[str, str]:
         "context switches per message": _fmt(r.switches / n, 0),
         "simulators' CPU ms per message": _fmt(None if r.sims_cpu is None else
                                                1000 * r.sims_cpu / n),
+        "CPU per message / simulators'": _fmt(r.cpu / r.sims_cpu if r.sims_cpu else None),
         "idle CPU (% of a core)": _fmt(None if r.idle_cpu is None else 100 * r.idle_cpu, 1),
         "peak RSS (MB)": _fmt(r.peak_rss / 2**20, 0),
         "RSS after start (MB)": _fmt(r.startup_rss / 2**20, 0),
