@@ -1,7 +1,8 @@
 """The turn state machine: ask Uppzy, wait for the answer, post it once.
 
-Each step starts from the row as claimed, checks the rest of the ticket in one read, makes at
-most one remote call (two when a post must first look for a previous attempt's marker), and writes
+Each step starts from the row as claimed, checks the rest of the ticket in one read (a new turn
+handed on by the read that made it starts from that read's view instead), makes at most one
+remote call (two when a post must first look for a previous attempt's marker), and writes
 its outcome with one UPDATE in a short transaction. Waiting is a ``next_attempt_at`` on
 the row, never a sleeping worker. A turn whose ticket was resolved, superseded by a newer
 customer message, or answered by an agent meanwhile ends cancelled, with the reason kept.
