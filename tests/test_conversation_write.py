@@ -6,15 +6,12 @@ SQLite and on the real PostgreSQL server."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
-from test_postgres import pg_url  # noqa: F401  (a fixture)
+from test_plain import db  # noqa: F401  (a fixture: SQLite, then PostgreSQL)
+from test_postgres import pg_url  # noqa: F401  (a fixture, for db)
 
 from connector.store.conversation import Changes, NewTurn, apply
-from connector.store.db import make_engine, migrate
 from connector.store.messages import NewMessage
 from connector.store.models import (
     ChatSession,
@@ -28,55 +25,45 @@ from connector.store.sessions import Slot
 from connector.store.turns import Cancel, ours
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
-    url = f"sqlite:///{tmp_path}/c.db" if request.param == "sqlite" else \
-        request.getfixturevalue("pg_url")
-    engine = make_engine(url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
 def _message(external_id: str, role: str = "customer") -> NewMessage:
     return NewMessage(external_id, role, True, False, utcnow(), f"body of {external_id}")
 
 
-def _read(db: Engine, stored: list[NewMessage], question: list[str]):  # type: ignore[no-untyped-def]
+def _read(engine: Engine, stored: list[NewMessage], question: list[str]):  # type: ignore[no-untyped-def]
     """One read's write of ``stored`` with a turn made of ``question``."""
     now = utcnow()
     turn = NewTurn("a question", question[-1], now, question,
                    Slot("zd", "7", "zd-7", 1, "site", True),
                    (TurnState.SUBMITTED, TurnState.ANSWERED),
                    Cancel({"state": TurnState.CANCELLED}, (TurnState.ANSWERED,)))
-    with Session(db) as session:
+    with Session(engine) as session:
         applied = apply(session, Changes("zd", "7", now, stored, turn=turn))
         session.commit()
     assert applied.turn is not None
     return applied.turn
 
 
-def _turn_of(db: Engine) -> dict[str, int | None]:
-    with Session(db) as session:
+def _turn_of(engine: Engine) -> dict[str, int | None]:
+    with Session(engine) as session:
         rows = session.exec(select(MessageRecord.external_id, MessageRecord.turn_id)
                             .order_by(MessageRecord.id)).all()
     return dict(rows)
 
 
-def test_new_messages_are_stored_with_the_turn_they_start_and_in_order(db: Engine) -> None:
+def test_new_messages_are_stored_with_the_turn_they_start_and_in_order(db: Engine) -> None:  # noqa: F811
     added = _read(db, [_message("q1"), _message("a1", "agent"), _message("q2")], ["q2"])
     assert added.new and not added.reopened
     assert list(_turn_of(db).items()) == [("q1", None), ("a1", None), ("q2", added.id)]
 
 
-def test_a_message_joining_a_queued_turn_carries_its_id(db: Engine) -> None:
+def test_a_message_joining_a_queued_turn_carries_its_id(db: Engine) -> None:  # noqa: F811
     first = _read(db, [_message("q1")], ["q1"])
     joined = _read(db, [_message("q2")], ["q2"])
     assert not joined.new and joined.id == first.id
     assert _turn_of(db) == {"q1": first.id, "q2": first.id}
 
 
-def test_history_made_new_is_linked_to_the_turn(db: Engine) -> None:
+def test_history_made_new_is_linked_to_the_turn(db: Engine) -> None:  # noqa: F811
     """Backfill: messages stored earlier in no turn become part of the new turn's question,
     beside the ones this read stores."""
     with Session(db) as session:
@@ -86,7 +73,7 @@ def test_history_made_new_is_linked_to_the_turn(db: Engine) -> None:
     assert _turn_of(db) == {"h1": added.id, "h2": added.id, "q3": added.id}
 
 
-def test_a_ticket_whose_session_was_closed_reopens_in_the_next_one(db: Engine) -> None:
+def test_a_ticket_whose_session_was_closed_reopens_in_the_next_one(db: Engine) -> None:  # noqa: F811
     with Session(db) as session:
         session.add(ChatSession(session_id="zd-7", adapter="zd", site_id="site", ticket_id="7",
                                 state=SessionState.CLOSED))
@@ -96,7 +83,7 @@ def test_a_ticket_whose_session_was_closed_reopens_in_the_next_one(db: Engine) -
 
 
 def test_the_read_sees_our_posts_a_post_under_way_and_the_drafts_awaiting_a_verdict(
-        db: Engine) -> None:
+        db: Engine) -> None:  # noqa: F811
     now = utcnow()
 
     def turn(n: int, state: TurnState, **values: object) -> Turn:
