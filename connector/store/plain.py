@@ -260,8 +260,7 @@ def instance(model: type[M], keys: Sequence[str], row: Sequence[Any]) -> M:
     validation of every column took about 100 µs a row (3 µs this way), more than running the
     statement, and the values are already the column types' own, as in a row the ORM loads.
     """
-    configure_mappers()  # a no-op once done; the class manager needs it the first time
-    made = inspect(model).class_manager.new_instance()
+    made = _manager(model).new_instance()
     made.__dict__.update(zip(keys, row, strict=True))
     return made  # type: ignore[no-any-return]
 
@@ -271,12 +270,20 @@ def new(model: type[M], values: Mapping[str, Any]) -> M:
     other fields (factories called), built like ``instance``, without the validation of
     ``__init__``. For rows made by the hundred (a feed page of new tickets), to be inserted
     with ``Inserting``."""
-    configure_mappers()
-    made = inspect(model).class_manager.new_instance()
+    made = _manager(model).new_instance()
     made.__dict__.update({name: values[name] if name in values else
                           (factory() if factory is not None else default)
                           for name, default, factory in _defaults(model)})
     return made  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _manager(model: type[SQLModel]) -> Any:
+    """The model's class manager, which builds instances as the ORM loads them. Mappers are
+    configured the first time (the manager needs it); ``configure_mappers`` on every row,
+    though a no-op once done, walked every registry each time: 2 % of a burst's CPU."""
+    configure_mappers()
+    return inspect(model).class_manager
 
 
 @functools.cache
