@@ -65,13 +65,13 @@ def read(db: Database, adapter: str, ticket_id: str, ids: list[str], *, epoch: b
         ticket = _TICKET.run(connection, {"adapter": adapter, "ticket": ticket_id})
         row = ticket.first()
         found, elsewhere = messages.known(connection, adapter, ticket_id, ids)
-        posted = turns.ours(connection, adapter, ticket_id)
+        ours = turns.ours(connection, adapter, ticket_id)
         return Snapshot(
             None if row is None else instance(TicketRecord, ticket.keys, row), found,
-            elsewhere, posted.posted_ids,
+            elsewhere, ours.posted_ids,
             _EPOCH.run(connection, {"adapter": adapter}).scalar() if epoch else None,
-            posted.posting,
-            [Awaiting(t, messages.reply_after(connection, t)) for t in posted.drafts],
+            ours.posting,
+            [Awaiting(t, messages.reply_after(connection, t)) for t in ours.drafts],
             messages.shadowed(connection, adapter, ticket_id) if shadow else [],
         )
 

@@ -46,9 +46,6 @@ class Awaiting(NamedTuple):
     reply: Reply | None
 
 
-KNOWN_CHUNK = 500  # ids looked up in one statement
-
-
 @functools.lru_cache(maxsize=64)
 def _known(count: int) -> Plain:
     """The look-up of ``count`` ids, one statement per count (most reads hold one to three
@@ -66,7 +63,7 @@ def known(db: Connection | Session, adapter: str, ticket_id: str,
     """
     found: dict[str, int | None] = {}
     elsewhere: set[str] = set()
-    for count, params in in_chunks(ids, KNOWN_CHUNK):
+    for count, params in in_chunks(ids):
         for external_id, turn_id, owner in _known(count).run(
                 db, {"adapter": adapter, **params}):
             found[external_id] = turn_id

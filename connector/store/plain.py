@@ -238,13 +238,16 @@ class Inserting:
         return plain
 
 
+IN_CHUNK = 500  # values in one IN list: every driver takes that many parameters
+
+
 def id_list(count: int) -> str:
     """``:id0, :id1, ...`` for an ``IN`` list of ``count`` values: a plain statement has no
     list parameter, so such a look-up is one statement per count (cache it by count)."""
     return ", ".join(f":id{n}" for n in range(count))
 
 
-def in_chunks(ids: Sequence[str], size: int = 500) -> Iterator[tuple[int, dict[str, str]]]:
+def in_chunks(ids: Sequence[str], size: int = IN_CHUNK) -> Iterator[tuple[int, dict[str, str]]]:
     """``ids`` in chunks of at most ``size``: each chunk's length and its parameters for
     ``id_list``."""
     for start in range(0, len(ids), size):

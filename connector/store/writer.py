@@ -110,14 +110,11 @@ class GroupWriter:
         """
         item = _Write(run)
         with self._lock:
-            if self._closed:
-                alone = True
-            else:
-                alone = False
+            closed = self._closed
+            if not closed:
                 self._pending.append(item)
-                item.lead = not self._leading
-                self._leading = True
-        if alone:
+                item.lead, self._leading = not self._leading, True
+        if closed:
             return self._alone(run)
         if not item.lead:
             item.wake.acquire()  # done, or handed the lead
